@@ -1,0 +1,94 @@
+# Tuna-2 engine build.
+#   make          libtuna.a + build/tuna
+#   make test     build and run every test (prints "N passed, N failed")
+#   make asan     the same tests under AddressSanitizer + UBSan (build-asan/)
+#   make cuda     compile and link the CUDA sources with nvcc (build/cuda/)
+#   make fuzz     libFuzzer targets with clang (build-fuzz/)
+#   make bench    benchmark binaries (build/bench/)
+#
+# Sources are found by wildcard: a new .c file under src/ is part of the library.
+# ISA-specific kernels are named *_avx512.c and get AVX-512 flags on top of the
+# x86-64-v3 baseline; the dispatcher picks them at run time (src/core/cpu_features.c).
+
+BUILD    ?= build
+CC       ?= cc
+OPT      ?= -O2
+SANITIZE ?=
+BASE_ISA ?= -march=x86-64-v3 -mtune=generic
+AVX512_ISA = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16
+
+CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
+CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -fopenmp -fPIC $(BASE_ISA) $(SANITIZE)
+LDLIBS   += -lopenblas -lpng -ljpeg -lcjson -lpcre2-8 -lmicrohttpd -lz -lm -lpthread
+LDFLAGS  += -fopenmp $(SANITIZE)
+
+LIB_SRC   := $(sort $(wildcard src/core/*.c src/ops/cpu/*.c src/io/*.c src/text/*.c \
+               src/model/*.c src/infer/*.c src/train/*.c src/serve/*.c))
+CLI_SRC   := $(sort $(wildcard src/cli/*.c))
+TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
+FUZZ_SRC  := $(sort $(wildcard fuzz/fuzz_*.c))
+CUDA_SRC  := $(sort $(wildcard src/ops/cuda/*.cu))
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all test asan cuda fuzz bench clean
+all: $(BUILD)/libtuna.a $(BUILD)/tuna
+
+$(BUILD)/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(AVX512_ISA) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libtuna.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tuna: $(CLI_OBJ) $(BUILD)/libtuna.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libtuna.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(BUILD)/libtuna.a $(LDFLAGS) $(LDLIBS) -o $@
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libtuna.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Ibench $(CFLAGS) $< $(BUILD)/libtuna.a $(LDFLAGS) $(LDLIBS) -o $@
+
+test: all $(TEST_BIN)
+	@tests/run_tests.sh $(BUILD)
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+
+bench: all $(BENCH_BIN)
+
+# CUDA: compiled and linked here (nvcc), run only on a machine with a GPU.
+NVCC      ?= /usr/local/cuda/bin/nvcc
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80
+CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/cuda/%.o)
+$(BUILD)/cuda/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) -O2 -std=c++17 $(CUDA_ARCH) -Iinclude -Isrc -Xcompiler -fPIC -c $< -o $@
+cuda: $(CUDA_OBJ)
+	@if [ -n "$(CUDA_OBJ)" ]; then $(NVCC) $(CUDA_ARCH) -shared $(CUDA_OBJ) -lcublas -lcublasLt -o $(BUILD)/cuda/libtuna_cuda.so && echo "linked $(BUILD)/cuda/libtuna_cuda.so"; else echo "no CUDA sources"; fi
+
+# libFuzzer targets: the library rebuilt with clang and the fuzzer's instrumentation.
+FUZZ_BUILD := build-fuzz
+fuzz:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang OPT=-O1 SANITIZE="-fsanitize=fuzzer-no-link,address,undefined" $(FUZZ_BUILD)/libtuna.a
+	@mkdir -p $(FUZZ_BUILD)/fuzz
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  echo "clang $$f -> $(FUZZ_BUILD)/fuzz/$$n"; \
+	  clang $(CPPFLAGS) -std=c11 -O1 -g -fopenmp -fsanitize=fuzzer,address,undefined $(BASE_ISA) $$f $(FUZZ_BUILD)/libtuna.a $(LDLIBS) -o $(FUZZ_BUILD)/fuzz/$$n || exit 1; done
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,17 @@
+/* The `tuna` subcommands. Each lives in its own src/cli/cmd_NAME.c and is
+ * listed once in the table in main.c. A command returns the process exit
+ * status: 0 on success, 1 on a runtime error, 2 on a usage error. */
+#ifndef TUNA_CLI_COMMANDS_H
+#define TUNA_CLI_COMMANDS_H
+
+typedef int (*tuna_command_fn)(int argc, char **argv);
+
+typedef struct {
+    const char *name;
+    tuna_command_fn run;
+    const char *summary;
+} tuna_command;
+
+int cmd_version(int argc, char **argv);
+
+#endif

@@ -1,0 +1,29 @@
+/* `tuna`: the command-line front end. Dispatches to one subcommand. */
+#include "cli/commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const tuna_command commands[] = {
+    {"version", cmd_version, "print the version and the CPU kernels in use"},
+};
+
+static void print_usage(FILE *out) {
+    fprintf(out, "usage: tuna COMMAND [options]   (tuna COMMAND --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nEnvironment: TUNA_THREADS sets the thread count (default: all cores).\n"
+                 "Every random choice takes --seed and is reproducible from it.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        print_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "tuna: unknown command '%s'\n", argv[1]);
+    print_usage(stderr);
+    return 2;
+}
