@@ -1,0 +1,64 @@
+/* The Tuna-2 model (SPEC sections 1-4): weights bound by their official
+ * names, and the forward pass over one sequence.
+ *
+ * Weights stay as the checkpoint stores them (bf16 for the official model,
+ * memory-mapped): every tensor below is a read-only view owned by the
+ * checkpoint. Computation is in f32. */
+#ifndef TUNA_MODEL_TUNA2_H
+#define TUNA_MODEL_TUNA2_H
+
+#include "core/status.h"
+#include "io/checkpoint.h"
+#include "model/config.h"
+
+typedef struct {
+    const tuna_tensor *q_weight, *q_bias, *k_weight, *k_bias, *v_weight, *v_bias, *o_weight;
+    const tuna_tensor *gate_weight, *up_weight, *down_weight;
+    const tuna_tensor *input_norm, *post_attention_norm;
+} tuna_llm_layer;
+
+typedef struct {
+    const tuna_tensor *q_weight, *k_weight, *v_weight, *o_weight;
+    const tuna_tensor *q_norm, *k_norm;
+    const tuna_tensor *gate_weight, *up_weight, *down_weight;
+    const tuna_tensor *input_norm, *post_attention_norm;
+    const tuna_tensor *modulation_weight, *modulation_bias; /* adaLN_modulation.1: [6d, d], [6d] */
+} tuna_head_block;
+
+typedef struct {
+    const tuna_tensor *norm;                                /* norm_final */
+    const tuna_tensor *linear_weight, *linear_bias;        /* [p*p*C, d] */
+    const tuna_tensor *modulation_weight, *modulation_bias; /* [2d, d], [2d] */
+} tuna_final_layer;
+
+typedef struct {
+    tuna_config config;
+    tuna_checkpoint *checkpoint; /* owned: every weight points into it */
+    const char *config_source;   /* "config.json" or "official 7B (from shapes)" */
+
+    const tuna_tensor *embed_tokens;  /* [V, d] */
+    const tuna_tensor *final_norm;    /* tuna.model.norm */
+    const tuna_tensor *lm_head;       /* [V, d] (embed_tokens when tied) */
+    tuna_llm_layer *llm_layers;       /* owned array */
+
+    const tuna_tensor *patch_weight;  /* [d, C, p, p] */
+    const tuna_tensor *patch_bias;    /* [d] */
+    const tuna_tensor *patch_norm;    /* [d] */
+    const tuna_tensor *time_weight0, *time_bias0, *time_weight2, *time_bias2; /* mlp.0, mlp.2 */
+    const tuna_tensor *mask_token;    /* [1, 1, d]; may be NULL in checkpoints without one */
+
+    tuna_head_block *head_blocks;     /* owned array */
+    tuna_final_layer final_layer;
+} tuna_model;
+
+/* Open weights (file or directory, any format io/checkpoint.h reads), find
+ * the configuration (config.json or official shapes), verify every shape and
+ * bind the tensors. */
+tuna_status tuna_model_load(const char *path, tuna_model *model, tuna_error *err);
+void tuna_model_free(tuna_model *model);
+
+/* Patch-embedding RMSNorm epsilon: config value, or the f32 machine epsilon
+ * 2^-23 when "patch_norm_eps" is null (SPEC section 1, fp32 compute). */
+float tuna_model_patch_norm_eps(const tuna_model *model);
+
+#endif
