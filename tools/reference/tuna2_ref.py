@@ -84,6 +84,9 @@ def normalize_config(cfg: dict) -> dict:
     if out["head"]["head_dim"] % 16 != 0:
         # the 3D RoPE sections hd/4, 3hd/8, 3hd/8 must each hold whole pairs
         raise ValueError("config: head.head_dim must be a multiple of 16")
+    for tok, tid in out["tokens"].items():
+        if not 0 <= int(tid) < out["vocab_size"]:
+            raise ValueError(f"config: tokens.{tok} = {tid} is outside the vocabulary")
     if out["llm"]["tie_word_embeddings"]:
         raise ValueError("config: tied word embeddings are not supported (Tuna-2 unties them)")
     return out
@@ -652,33 +655,42 @@ def greedy_generate(model: Tuna2, ids, images, t_values, max_new: int,
 # --------------------------------------------------------------------------
 
 
+def init_rule(name: str, shape, gain: float = 1.0):
+    """(mean, std) of the random init of one parameter: every tensor random
+    (adaLN and the final linear too, unlike the reference's zero init, so tests
+    are sensitive to every weight). Linear/conv weights N(0, gain/sqrt(fan_in));
+    adaLN weights half that; lm_head 3x (peaky logits, varied greedy text);
+    biases N(0, 0.1); norm weights 1 + N(0, 0.1); embeddings, mask token N(0, 1)."""
+    if name.endswith("norm.weight") or "layernorm" in name or name.endswith("norm_final.weight"):
+        return 1.0, 0.1
+    if name.endswith(".bias"):
+        return 0.0, 0.1
+    if name in ("tuna.model.embed_tokens.weight", "mask_token"):
+        return 0.0, 1.0
+    if name == "tuna.lm_head.weight":
+        return 0.0, 3.0 * gain / math.sqrt(shape[1])
+    if "adaLN_modulation" in name:
+        return 0.0, 0.5 * gain / math.sqrt(shape[1])
+    fan_in = 1
+    for n in shape[1:]:
+        fan_in *= int(n)
+    return 0.0, gain / math.sqrt(fan_in)
+
+
 @torch.no_grad()
 def init_random(model: Tuna2, seed: int, gain: float = 1.0) -> None:
-    """Every tensor random (adaLN and the final linear too, unlike the
-    reference's zero init, so tests are sensitive to every weight).
-    Linear/conv weights N(0, gain/sqrt(fan_in)); biases N(0, 0.1);
-    norm weights 1 + N(0, 0.1); embeddings and mask token N(0, 1)."""
+    """Fill every parameter by init_rule, from one generator in parameter order."""
     g = torch.Generator().manual_seed(seed)
-
-    def normal(shape, std):
-        return torch.randn(shape, generator=g) * std
-
     for name, prm in model.named_parameters():
-        shape = prm.shape
-        if name.endswith("norm.weight") or "layernorm" in name or name.endswith("_norm.weight") \
-                or name.endswith("norm_final.weight"):
-            prm.copy_(1.0 + normal(shape, 0.1))
-        elif name.endswith(".bias"):
-            prm.copy_(normal(shape, 0.1))
-        elif name in ("tuna.model.embed_tokens.weight", "mask_token"):
-            prm.copy_(normal(shape, 1.0))
-        elif name == "tuna.lm_head.weight":
-            prm.copy_(normal(shape, 3.0 * gain / math.sqrt(shape[1])))
-        elif "adaLN_modulation" in name:
-            prm.copy_(normal(shape, 0.5 * gain / math.sqrt(shape[1])))
-        else:
-            fan_in = int(torch.tensor(shape[1:]).prod())
-            prm.copy_(normal(shape, gain / math.sqrt(fan_in)))
+        mean, std = init_rule(name, prm.shape, gain)
+        prm.copy_(mean + torch.randn(prm.shape, generator=g) * std)
+
+
+def param_shapes(cfg: dict) -> Dict[str, tuple]:
+    """Official name -> shape for a config, without allocating (meta device)."""
+    with torch.device("meta"):
+        m = Tuna2(cfg)
+    return {k: tuple(v.shape) for k, v in m.state_dict().items()}
 
 
 def state_dict_f32(model: Tuna2) -> Dict[str, torch.Tensor]:
