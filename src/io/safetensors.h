@@ -36,7 +36,7 @@ typedef struct {
 } tuna_safetensors;
 
 /* Hard limits on untrusted input (refused with TUNA_ERR_LIMIT). */
-#define TUNA_SAFETENSORS_MAX_HEADER ((size_t)100 << 20) /* 100 MB, as the Rust library */
+#define TUNA_SAFETENSORS_MAX_HEADER ((size_t)100000000) /* 100 MB, as the Rust library */
 
 /* Parse a whole file held in memory. Tensors point into data, which the
  * caller keeps alive and unchanged while st is used. what names the source in
