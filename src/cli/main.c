@@ -6,6 +6,7 @@
 
 static const tuna_command commands[] = {
     {"version", cmd_version, "print the version and the CPU kernels in use"},
+    {"inspect", cmd_inspect, "list a checkpoint's tensors, parameter counts and configuration"},
 };
 
 static void print_usage(FILE *out) {
