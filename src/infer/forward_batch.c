@@ -1,0 +1,137 @@
+#include "infer/forward_batch.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static tuna_status require_dtype(const tuna_tensor *t, tuna_dtype dtype, const char *name, tuna_error *err) {
+    if (t->dtype != dtype)
+        return tuna_fail(err, TUNA_ERR_FORMAT, "batch tensor '%s' is %s, expected %s", name, tuna_dtype_name(t->dtype),
+                         tuna_dtype_name(dtype));
+    return TUNA_OK;
+}
+
+static tuna_status read_ids(tuna_forward_batch *b, tuna_error *err) {
+    const tuna_tensor *ids = tuna_safetensors_find(&b->file, "input_ids");
+    if (!ids) return tuna_fail(err, TUNA_ERR_FORMAT, "batch has no 'input_ids'");
+    TUNA_TRY(require_dtype(ids, TUNA_I32, "input_ids", err));
+    if (ids->ndim != 1 || ids->shape[0] < 1 || ids->shape[0] > (1 << 24))
+        return tuna_fail(err, TUNA_ERR_FORMAT, "'input_ids' must be I32 [L] with 1 <= L <= 2^24");
+    b->input_ids = ids->data;
+    b->length = (int)ids->shape[0];
+    const tuna_tensor *labels = tuna_safetensors_find(&b->file, "labels");
+    if (labels) {
+        TUNA_TRY(require_dtype(labels, TUNA_I32, "labels", err));
+        if (labels->ndim != 1 || labels->shape[0] != b->length)
+            return tuna_fail(err, TUNA_ERR_FORMAT, "'labels' must be I32 [%d] like input_ids", b->length);
+        b->labels = labels->data;
+    }
+    return TUNA_OK;
+}
+
+/* images [K,C,H,W] (with targets [K,C,H,W], mask [K,N]) */
+static tuna_status read_stacked_images(tuna_forward_batch *b, const tuna_tensor *images, tuna_error *err) {
+    TUNA_TRY(require_dtype(images, TUNA_F32, "images", err));
+    if (images->ndim != 4 || images->shape[1] != b->channels || images->shape[0] > TUNA_BATCH_MAX_IMAGES ||
+        images->shape[2] < 1 || images->shape[3] < 1 || images->shape[2] > 65536 || images->shape[3] > 65536)
+        return tuna_fail(err, TUNA_ERR_FORMAT, "'images' must be F32 [K,%d,H,W] with K <= %d", b->channels,
+                         TUNA_BATCH_MAX_IMAGES);
+    b->stacked = 1;
+    b->image_count = (int)images->shape[0];
+    size_t per_image = (size_t)b->channels * images->shape[2] * images->shape[3];
+    const tuna_tensor *targets = tuna_safetensors_find(&b->file, "targets");
+    if (targets) {
+        TUNA_TRY(require_dtype(targets, TUNA_F32, "targets", err));
+        if (targets->ndim != 4 || memcmp(targets->shape, images->shape, 4 * sizeof(int64_t)))
+            return tuna_fail(err, TUNA_ERR_FORMAT, "'targets' must have the shape of 'images'");
+    }
+    const tuna_tensor *mask = tuna_safetensors_find(&b->file, "mask");
+    if (mask) {
+        TUNA_TRY(require_dtype(mask, TUNA_U8, "mask", err));
+        if (mask->ndim != 2 || mask->shape[0] != images->shape[0])
+            return tuna_fail(err, TUNA_ERR_FORMAT, "'mask' must be U8 [K,N]");
+    }
+    for (int k = 0; k < b->image_count; k++) {
+        b->heights[k] = (int)images->shape[2];
+        b->widths[k] = (int)images->shape[3];
+        b->images[k] = (const float *)images->data + k * per_image;
+        if (targets) b->targets[k] = (const float *)targets->data + k * per_image;
+        if (mask) b->masks[k] = (const uint8_t *)mask->data + k * mask->shape[1];
+    }
+    return TUNA_OK;
+}
+
+/* images.k [C,H,W] (targets.k, mask.k [N]) for k = 0, 1, ... */
+static tuna_status read_image_list(tuna_forward_batch *b, tuna_error *err) {
+    char name[32];
+    for (int k = 0; k < TUNA_BATCH_MAX_IMAGES; k++) {
+        snprintf(name, sizeof name, "images.%d", k);
+        const tuna_tensor *img = tuna_safetensors_find(&b->file, name);
+        if (!img) break;
+        TUNA_TRY(require_dtype(img, TUNA_F32, name, err));
+        if (img->ndim != 3 || img->shape[0] != b->channels || img->shape[1] < 1 || img->shape[2] < 1 ||
+            img->shape[1] > 65536 || img->shape[2] > 65536)
+            return tuna_fail(err, TUNA_ERR_FORMAT, "'%s' must be F32 [%d,H,W]", name, b->channels);
+        b->heights[k] = (int)img->shape[1];
+        b->widths[k] = (int)img->shape[2];
+        b->images[k] = img->data;
+        snprintf(name, sizeof name, "targets.%d", k);
+        const tuna_tensor *target = tuna_safetensors_find(&b->file, name);
+        if (target) {
+            TUNA_TRY(require_dtype(target, TUNA_F32, name, err));
+            if (target->ndim != 3 || memcmp(target->shape, img->shape, 3 * sizeof(int64_t)))
+                return tuna_fail(err, TUNA_ERR_FORMAT, "'%s' must have the shape of images.%d", name, k);
+            b->targets[k] = target->data;
+        }
+        snprintf(name, sizeof name, "mask.%d", k);
+        const tuna_tensor *mask = tuna_safetensors_find(&b->file, name);
+        if (mask) {
+            TUNA_TRY(require_dtype(mask, TUNA_U8, name, err));
+            b->masks[k] = mask->data;
+        }
+        b->image_count = k + 1;
+    }
+    return TUNA_OK;
+}
+
+static tuna_status read_per_image_scalars(tuna_forward_batch *b, tuna_error *err) {
+    if (b->image_count == 0) return TUNA_OK;
+    const tuna_tensor *t = tuna_safetensors_find(&b->file, "t");
+    if (!t) return tuna_fail(err, TUNA_ERR_FORMAT, "batch has images but no 't'");
+    TUNA_TRY(require_dtype(t, TUNA_F32, "t", err));
+    if (t->ndim != 1 || t->shape[0] != b->image_count)
+        return tuna_fail(err, TUNA_ERR_FORMAT, "'t' must be F32 [%d]", b->image_count);
+    b->t = t->data;
+    const tuna_tensor *flow = tuna_safetensors_find(&b->file, "flow_images");
+    if (flow) {
+        TUNA_TRY(require_dtype(flow, TUNA_U8, "flow_images", err));
+        if (flow->ndim != 1 || flow->shape[0] != b->image_count)
+            return tuna_fail(err, TUNA_ERR_FORMAT, "'flow_images' must be U8 [%d]", b->image_count);
+        b->flow_images = flow->data;
+        for (int k = 0; k < b->image_count; k++)
+            if (b->flow_images[k] && !b->targets[k])
+                return tuna_fail(err, TUNA_ERR_FORMAT, "image %d is in the flow loss but has no target", k);
+    }
+    return TUNA_OK;
+}
+
+tuna_status tuna_forward_batch_open(const char *path, int channels, tuna_forward_batch *b, tuna_error *err) {
+    memset(b, 0, sizeof *b);
+    b->channels = channels;
+    tuna_status s = tuna_safetensors_open(path, &b->file, err);
+    if (s == TUNA_OK) s = read_ids(b, err);
+    if (s == TUNA_OK) {
+        const tuna_tensor *images = tuna_safetensors_find(&b->file, "images");
+        s = images ? read_stacked_images(b, images, err) : read_image_list(b, err);
+    }
+    if (s == TUNA_OK) s = read_per_image_scalars(b, err);
+    if (s != TUNA_OK) {
+        tuna_forward_batch_close(b);
+        return tuna_fail_context(err, s, "reading batch %s", path);
+    }
+    return TUNA_OK;
+}
+
+void tuna_forward_batch_close(tuna_forward_batch *b) {
+    tuna_safetensors_close(&b->file);
+    memset(b, 0, sizeof *b);
+}
