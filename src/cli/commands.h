@@ -13,6 +13,7 @@ typedef struct {
 } tuna_command;
 
 int cmd_version(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 
 #endif

@@ -6,6 +6,7 @@
 
 static const tuna_command commands[] = {
     {"version", cmd_version, "print the version and the CPU kernels in use"},
+    {"forward", cmd_forward, "one forward pass with explicit inputs (the SPEC section 9 contract)"},
     {"inspect", cmd_inspect, "list a checkpoint's tensors, parameter counts and configuration"},
 };
 

@@ -1,4 +1,9 @@
 #include "infer/forward_batch.h"
+#include "core/tensor.h"
+#include "model/forward.h"
+#include "train/loss.h"
+
+#include <stdlib.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -135,3 +140,145 @@ void tuna_forward_batch_close(tuna_forward_batch *b) {
     tuna_safetensors_close(&b->file);
     memset(b, 0, sizeof *b);
 }
+
+/* ---- running a batch --------------------------------------------------- */
+
+/* Everything the result file holds; freed by result_free. */
+typedef struct {
+    tuna_tensor tensors[8 + 2 * TUNA_BATCH_MAX_IMAGES];
+    char *names[8 + 2 * TUNA_BATCH_MAX_IMAGES];
+    size_t count;
+} result_set;
+
+static tuna_status result_add(result_set *rs, const char *name, int ndim, const int64_t *shape, float **data,
+                              tuna_error *err) {
+    tuna_tensor *t = &rs->tensors[rs->count];
+    TUNA_TRY(tuna_tensor_alloc(t, TUNA_F32, ndim, shape, err));
+    rs->names[rs->count] = strdup(name);
+    if (!rs->names[rs->count]) {
+        tuna_tensor_free(t);
+        return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
+    }
+    rs->count++;
+    *data = t->data;
+    return TUNA_OK;
+}
+
+static void result_free(result_set *rs) {
+    for (size_t i = 0; i < rs->count; i++) {
+        tuna_tensor_free(&rs->tensors[i]);
+        free(rs->names[i]);
+    }
+}
+
+/* Each given mask must have one entry per patch of its image. */
+static tuna_status check_masks(const tuna_forward_batch *b, const tuna_sequence *seq, tuna_error *err) {
+    for (int k = 0; k < b->image_count; k++) {
+        if (!b->masks[k]) continue;
+        char name[32];
+        snprintf(name, sizeof name, b->stacked ? "mask" : "mask.%d", k);
+        const tuna_tensor *m = tuna_safetensors_find(&b->file, name);
+        int64_t n = m->shape[m->ndim - 1], patches = seq->segments[k].length - 1;
+        if ((b->stacked ? m->ndim != 2 : m->ndim != 1) || n != patches)
+            return tuna_fail(err, TUNA_ERR_INVALID, "'%s' must hold %lld entries per image", name, (long long)patches);
+    }
+    return TUNA_OK;
+}
+
+/* x_pred of every image, unpatchified from the head rows of its segment. */
+static tuna_status add_images(result_set *rs, const tuna_forward_batch *b, const tuna_sequence *seq,
+                              const float *head_out, int out_width, float **x_pred, tuna_error *err) {
+    float *stacked = NULL;
+    if (b->stacked && b->image_count > 0) {
+        int64_t shape[4] = {b->image_count, b->channels, b->heights[0], b->widths[0]};
+        TUNA_TRY(result_add(rs, "x_pred", 4, shape, &stacked, err));
+    }
+    for (int k = 0; k < b->image_count; k++) {
+        size_t plane = (size_t)b->channels * b->heights[k] * b->widths[k];
+        if (stacked) {
+            x_pred[k] = stacked + k * plane;
+        } else {
+            char name[32];
+            snprintf(name, sizeof name, "x_pred.%d", k);
+            int64_t shape[3] = {b->channels, b->heights[k], b->widths[k]};
+            TUNA_TRY(result_add(rs, name, 3, shape, &x_pred[k], err));
+        }
+        const float *slots = head_out + (size_t)(seq->segments[k].offset + 1) * out_width;
+        tuna_unpatchify(x_pred[k], slots, b->channels, b->heights[k], b->widths[k]);
+    }
+    return TUNA_OK;
+}
+
+static tuna_status add_losses(result_set *rs, const tuna_forward_batch *b, const tuna_config *c,
+                              const float *logits, float *const *x_pred, tuna_error *err) {
+    int has_targets = 0;
+    for (int k = 0; k < b->image_count; k++) has_targets |= b->targets[k] != NULL;
+    if (!b->labels && !has_targets) return TUNA_OK;
+    float ce = 0, flow = 0;
+    if (b->labels) {
+        int invalid = 0;
+        ce = cross_entropy_shifted_forward(logits, b->labels, b->length, c->vocab_size, NULL, &invalid);
+        if (invalid) return tuna_fail(err, TUNA_ERR_INVALID, "%d labels lie outside the vocabulary", invalid);
+    }
+    if (has_targets && b->flow_images) {
+        long count[TUNA_BATCH_MAX_IMAGES];
+        for (int k = 0; k < b->image_count; k++) count[k] = (long)b->channels * b->heights[k] * b->widths[k];
+        flow = flow_loss_forward((const float *const *)x_pred, b->targets, b->t, b->flow_images, count, b->image_count,
+                                 (float)c->t_eps);
+    }
+    int64_t one = 1;
+    float *p;
+    TUNA_TRY(result_add(rs, "loss_ce", 1, &one, &p, err));
+    *p = ce;
+    TUNA_TRY(result_add(rs, "loss_flow", 1, &one, &p, err));
+    *p = flow;
+    TUNA_TRY(result_add(rs, "loss", 1, &one, &p, err));
+    *p = ce + flow;
+    return TUNA_OK;
+}
+
+tuna_status tuna_forward_batch_run(const tuna_model *m, const tuna_forward_batch *b, const tuna_threads *pool,
+                               const char *out_path, tuna_error *err) {
+    const tuna_config *c = &m->config;
+    tuna_sequence seq = {.ids = b->input_ids, .length = b->length, .image_count = b->image_count,
+                         .images = b->images, .t = b->t, .masks = b->masks};
+    int found = 0;
+    TUNA_TRY(tuna_find_segments(b->input_ids, b->length, c, b->image_count, b->heights, b->widths, &seq.segments,
+                                &found, err));
+    tuna_status s = check_masks(b, &seq, err);
+    if (s != TUNA_OK) {
+        free(seq.segments);
+        return s;
+    }
+    tuna_kv_cache cache;
+    s = tuna_kv_cache_init(&cache, c, b->length, b->image_count > 0, err);
+    if (s != TUNA_OK) {
+        free(seq.segments);
+        return s;
+    }
+    result_set rs = {0};
+    int out_width = c->patch_size * c->patch_size * c->image_channels;
+    float *hidden = NULL, *logits = NULL, *head_out = NULL;
+    int64_t hidden_shape[2] = {b->length, c->hidden_size}, logits_shape[2] = {b->length, c->vocab_size};
+    s = result_add(&rs, "hidden", 2, hidden_shape, &hidden, err);
+    if (s == TUNA_OK) s = result_add(&rs, "logits", 2, logits_shape, &logits, err);
+    if (s == TUNA_OK && b->image_count > 0) {
+        head_out = malloc(sizeof(float) * (size_t)b->length * out_width);
+        if (!head_out) s = tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
+    }
+    tuna_forward_request request = {.sequence = &seq, .cache = &cache, .row_begin = 0, .row_end = b->length,
+                                     .run_head = b->image_count > 0, .logits_mode = TUNA_LOGITS_ALL,
+                                     .hidden = hidden, .logits = logits, .head_out = head_out};
+    if (s == TUNA_OK) s = tuna_model_forward(m, &request, 1, pool, err);
+    float *x_pred[TUNA_BATCH_MAX_IMAGES] = {0};
+    if (s == TUNA_OK && head_out) s = add_images(&rs, b, &seq, head_out, out_width, x_pred, err);
+    if (s == TUNA_OK) s = add_losses(&rs, b, c, logits, x_pred, err);
+    if (s == TUNA_OK)
+        s = tuna_safetensors_write(out_path, rs.tensors, (const char *const *)rs.names, rs.count, NULL, err);
+    result_free(&rs);
+    free(head_out);
+    tuna_kv_cache_free(&cache);
+    free(seq.segments);
+    return s;
+}
+

@@ -7,7 +7,9 @@
 #define TUNA_INFER_FORWARD_BATCH_H
 
 #include "io/safetensors.h"
+#include "core/threads.h"
 #include "model/sequence.h"
+#include "model/tuna2.h"
 
 #define TUNA_BATCH_MAX_IMAGES 64
 
@@ -29,5 +31,11 @@ typedef struct {
 
 tuna_status tuna_forward_batch_open(const char *path, int channels, tuna_forward_batch *batch, tuna_error *err);
 void tuna_forward_batch_close(tuna_forward_batch *batch);
+
+/* Run the forward of SPEC section 9 on the batch and write result.safetensors
+ * (atomically): hidden, logits, x_pred (or x_pred.k), and the losses when the
+ * batch has labels or targets. */
+tuna_status tuna_forward_batch_run(const tuna_model *model, const tuna_forward_batch *batch,
+                                   const tuna_threads *pool, const char *out_path, tuna_error *err);
 
 #endif

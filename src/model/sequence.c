@@ -2,7 +2,7 @@
 
 #include <stdlib.h>
 
-static tuna_status check_segment(tuna_segment *s, const tuna_config *c, int k, int height, int width,
+static tuna_status check_segment(tuna_image_segment *s, const tuna_config *c, int k, int height, int width,
                                  tuna_error *err) {
     int p = c->patch_size;
     if (height <= 0 || width <= 0 || height % p || width % p)
@@ -21,7 +21,7 @@ static tuna_status check_segment(tuna_segment *s, const tuna_config *c, int k, i
 }
 
 tuna_status tuna_find_segments(const int32_t *ids, int length, const tuna_config *c, int image_count,
-                               const int *heights, const int *widths, tuna_segment **segments, int *count,
+                               const int *heights, const int *widths, tuna_image_segment **segments, int *count,
                                tuna_error *err) {
     *segments = NULL;
     *count = 0;
@@ -32,7 +32,7 @@ tuna_status tuna_find_segments(const int32_t *ids, int length, const tuna_config
         return tuna_fail(err, TUNA_ERR_INVALID, "the ids hold %d image segments but %d images were given", found,
                          image_count);
     if (found == 0) return TUNA_OK;
-    tuna_segment *list = calloc((size_t)found, sizeof *list);
+    tuna_image_segment *list = calloc((size_t)found, sizeof *list);
     if (!list) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
     int k = 0;
     for (int i = 0; i + 1 < length; i++) {
@@ -54,7 +54,7 @@ tuna_status tuna_find_segments(const int32_t *ids, int length, const tuna_config
     return TUNA_OK;
 }
 
-int tuna_segment_at(const tuna_segment *segments, int count, int i) {
+int tuna_image_segment_at(const tuna_image_segment *segments, int count, int i) {
     for (int k = 0; k < count; k++)
         if (i >= segments[k].offset && i < segments[k].offset + segments[k].length) return k;
     return -1;

@@ -16,13 +16,13 @@ typedef struct {
     int length;           /* N + 1 */
     int height, width;    /* image size in pixels */
     int grid_h, grid_w;   /* patch grid: height / p, width / p */
-} tuna_segment;
+} tuna_image_segment;
 
 typedef struct {
     const int32_t *ids;
     int length;
     int image_count;
-    tuna_segment *segments;        /* owned by whoever built the sequence */
+    tuna_image_segment *segments;  /* owned by whoever built the sequence */
     const float *const *images;    /* image_count pointers to [C, H, W] */
     const float *t;                /* image_count values */
     const uint8_t *const *masks;   /* image_count pointers to [N] (1 = mask_token) or NULL; array may be NULL */
@@ -32,10 +32,10 @@ typedef struct {
  * `image_pad`. Checks each against the given image sizes (run = (H/p)(W/p)+1).
  * *segments is malloc'd (caller frees); *count may be 0. */
 tuna_status tuna_find_segments(const int32_t *ids, int length, const tuna_config *config, int image_count,
-                               const int *heights, const int *widths, tuna_segment **segments, int *count,
+                               const int *heights, const int *widths, tuna_image_segment **segments, int *count,
                                tuna_error *err);
 
 /* Index of the segment containing position i, or -1. */
-int tuna_segment_at(const tuna_segment *segments, int count, int i);
+int tuna_segment_at(const tuna_image_segment *segments, int count, int i);
 
 #endif

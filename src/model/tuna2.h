@@ -11,24 +11,31 @@
 #include "io/checkpoint.h"
 #include "model/config.h"
 
+/* Matrices are tensors in their file dtype; vectors (norm weights, biases)
+ * are f32 pointers: used in place when the file stores f32, else converted
+ * once at load into buffers the model owns (a few MB even for the 7B). */
 typedef struct {
-    const tuna_tensor *q_weight, *q_bias, *k_weight, *k_bias, *v_weight, *v_bias, *o_weight;
+    const tuna_tensor *q_weight, *k_weight, *v_weight, *o_weight;
+    const float *q_bias, *k_bias, *v_bias;
     const tuna_tensor *gate_weight, *up_weight, *down_weight;
-    const tuna_tensor *input_norm, *post_attention_norm;
+    const float *input_norm, *post_attention_norm;
 } tuna_llm_layer;
 
 typedef struct {
     const tuna_tensor *q_weight, *k_weight, *v_weight, *o_weight;
-    const tuna_tensor *q_norm, *k_norm;
+    const float *q_norm, *k_norm;
     const tuna_tensor *gate_weight, *up_weight, *down_weight;
-    const tuna_tensor *input_norm, *post_attention_norm;
-    const tuna_tensor *modulation_weight, *modulation_bias; /* adaLN_modulation.1: [6d, d], [6d] */
+    const float *input_norm, *post_attention_norm;
+    const tuna_tensor *modulation_weight; /* adaLN_modulation.1: [6d, d] */
+    const float *modulation_bias;         /* [6d] */
 } tuna_head_block;
 
 typedef struct {
-    const tuna_tensor *norm;                                /* norm_final */
-    const tuna_tensor *linear_weight, *linear_bias;        /* [p*p*C, d] */
-    const tuna_tensor *modulation_weight, *modulation_bias; /* [2d, d], [2d] */
+    const float *norm;                    /* norm_final [d] */
+    const tuna_tensor *linear_weight;     /* [p*p*C, d] */
+    const float *linear_bias;             /* [p*p*C] */
+    const tuna_tensor *modulation_weight; /* [2d, d] */
+    const float *modulation_bias;         /* [2d] */
 } tuna_final_layer;
 
 typedef struct {
@@ -37,18 +44,22 @@ typedef struct {
     const char *config_source;   /* "config.json" or "official 7B (from shapes)" */
 
     const tuna_tensor *embed_tokens;  /* [V, d] */
-    const tuna_tensor *final_norm;    /* tuna.model.norm */
+    const float *final_norm;          /* tuna.model.norm */
     const tuna_tensor *lm_head;       /* [V, d] (embed_tokens when tied) */
     tuna_llm_layer *llm_layers;       /* owned array */
 
     const tuna_tensor *patch_weight;  /* [d, C, p, p] */
-    const tuna_tensor *patch_bias;    /* [d] */
-    const tuna_tensor *patch_norm;    /* [d] */
-    const tuna_tensor *time_weight0, *time_bias0, *time_weight2, *time_bias2; /* mlp.0, mlp.2 */
-    const tuna_tensor *mask_token;    /* [1, 1, d]; may be NULL in checkpoints without one */
+    const float *patch_bias;          /* [d] */
+    const float *patch_norm;          /* [d] */
+    const tuna_tensor *time_weight0, *time_weight2; /* time_embed.mlp.0 [d, 256], mlp.2 [d, d] */
+    const float *time_bias0, *time_bias2;
+    const float *mask_token;          /* [d]; NULL in checkpoints without one */
 
     tuna_head_block *head_blocks;     /* owned array */
     tuna_final_layer final_layer;
+
+    float **converted;                /* owned f32 copies of non-f32 vectors */
+    int converted_count, converted_capacity;
 } tuna_model;
 
 /* Open weights (file or directory, any format io/checkpoint.h reads), find

@@ -1,0 +1,49 @@
+/* The Tuna-2 forward pass (SPEC sections 1-4) over rows of one or more
+ * sequences at once.
+ *
+ * A request computes rows [row_begin, row_end) of its sequence on top of a KV
+ * cache that already holds rows [0, row_begin). Several requests run as one
+ * batch: their rows are stacked for every matmul (the weights are read once)
+ * while RoPE, attention and modulation stay per sequence. This one entry point
+ * serves the whole-sequence forward of `tuna forward` (one request, rows
+ * [0, L), empty cache), prefill and one-token decoding for understanding, and
+ * the Euler steps of generation (the image segment of the conditional and
+ * unconditional sequences, two requests, after a cached text prefix). */
+#ifndef TUNA_MODEL_FORWARD_H
+#define TUNA_MODEL_FORWARD_H
+
+#include "core/threads.h"
+#include "model/kv_cache.h"
+#include "model/sequence.h"
+#include "model/tuna2.h"
+
+typedef enum {
+    TUNA_LOGITS_NONE = 0,
+    TUNA_LOGITS_LAST, /* only the last computed row: [1, V] */
+    TUNA_LOGITS_ALL,  /* every computed row: [n, V] */
+} tuna_logits_mode;
+
+typedef struct {
+    const tuna_sequence *sequence; /* ids of rows [0, row_end) at least, segments, images, t */
+    tuna_kv_cache *cache;          /* llm_length == row_begin (and head_length when run_head) */
+    int row_begin, row_end;
+    int run_head;                  /* run the flow head on these rows */
+    tuna_logits_mode logits_mode;
+    float *hidden;                 /* [n, d] LLM output after its final norm, or NULL */
+    float *logits;                 /* [1 or n, V], or NULL */
+    float *head_out;               /* [n, p*p*C] final-layer output per row, or NULL */
+} tuna_forward_request;
+
+/* All requests must agree on run_head. On success each cache has grown to
+ * row_end rows. */
+tuna_status tuna_model_forward(const tuna_model *model, tuna_forward_request *requests, int count,
+                               const tuna_threads *pool, tuna_error *err);
+
+/* Raster-strip unpatchify (SPEC section 4): head rows of one image segment
+ * (the N patch rows after its t slot) [N, p*p*C] -> image [C, H, W]. Slot k
+ * holds raster-order pixels [p*p*k, p*p*(k+1)) with channels interleaved. */
+void tuna_unpatchify(float *image, const float *slots, int channels, int height, int width);
+/* The inverse, for training labels: image [C,H,W] -> slots [N, p*p*C]. */
+void tuna_patchify_labels(float *slots, const float *image, int channels, int height, int width);
+
+#endif
