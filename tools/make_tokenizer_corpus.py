@@ -226,6 +226,35 @@ TINY_CASES = ["hello world", "x <L>y", "x   <L>   y", "x<R>   y", "<R>\n\n z", "
               "aaaaaaa", "été", "e\u0301te\u0301", "hello<L>world", "\u00a0<L>x"]
 
 
+QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+
+def render_chat(messages, add_generation_prompt):
+    """Qwen2.5's chat_template (no tools), written out."""
+    out = ""
+    if not messages or messages[0]["role"] != "system":
+        out += "<|im_start|>system\n" + QWEN_SYSTEM + "<|im_end|>\n"
+    for m in messages:
+        out += "<|im_start|>" + m["role"] + "\n" + m["content"] + "<|im_end|>\n"
+    if add_generation_prompt:
+        out += "<|im_start|>assistant\n"
+    return out
+
+
+CHATS = [
+    ([{"role": "user", "content": "Hello!"}], True),
+    ([{"role": "user", "content": "<image>\nDescribe this image."}], True),
+    ([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"},
+      {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3+3?"}], True),
+    ([{"role": "user", "content": "<image>\n<image>\nCompare the two pictures."},
+      {"role": "assistant", "content": "\n\nThe first is brighter.  "}], False),
+    ([{"role": "user", "content": "  leading spaces\n\n"}, {"role": "assistant", "content": "x<image>y"}], False),
+    ([], True),
+    ([{"role": "user", "content": "Ünïcödé 中文 🦙 'S"}, {"role": "assistant", "content": "OK"},
+      {"role": "system", "content": "late system"}], True),
+]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokenizer", default=os.path.join(ROOT, "models", "tokenizer", "tuna2-tokenizer.json.gz"))
@@ -256,6 +285,12 @@ def main():
         for b in byte_cases(rng):
             ids = tok.encode(b.decode("utf-8", errors="replace"), add_special_tokens=False).ids
             f.write(json.dumps({"hex": b.hex(), "ids": ids}, separators=(",", ":")) + "\n")
+    with open(os.path.join(OUT, "chat.jsonl"), "w") as f:
+        for msgs, gen in CHATS:
+            text = render_chat(msgs, gen)
+            ids = tok.encode(text, add_special_tokens=False).ids
+            f.write(json.dumps({"messages": msgs, "generation_prompt": gen, "text": text, "ids": ids},
+                               ensure_ascii=False) + "\n")
     tiny = tiny_tokenizer()
     with open(os.path.join(OUT, "tiny.json"), "w") as f:
         json.dump(tiny, f, ensure_ascii=False)

@@ -13,5 +13,6 @@ typedef struct {
 } tuna_command;
 
 int cmd_version(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif

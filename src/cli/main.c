@@ -6,6 +6,7 @@
 
 static const tuna_command commands[] = {
     {"version", cmd_version, "print the version and the CPU kernels in use"},
+    {"tokenize", cmd_tokenize, "text <-> token ids, JSON lines on stdin and stdout"},
 };
 
 static void print_usage(FILE *out) {
