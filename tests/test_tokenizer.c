@@ -237,6 +237,32 @@ TEST(bad_input_is_an_error_not_a_crash) {
     tuna_ids_free(&ids);
 }
 
+/* Pathological inputs: one huge word, a huge whitespace run, a huge run of
+ * combining marks. They must encode (no regex stack overflow, no quadratic
+ * blow-up) and round-trip. */
+TEST(huge_runs_encode_and_round_trip) {
+    const size_t n = 1 << 19;
+    char *text = malloc(2 * n + 1);
+    const char fill[][3] = {"a", " ", "\n", "\xcc\x81"};
+    for (int k = 0; k < 4; k++) {
+        size_t w = strlen(fill[k]), len = 0;
+        if (k == 3) text[len++] = 'e';
+        while (len + w <= n) { memcpy(text + len, fill[k], w); len += w; }
+        tuna_ids ids = {0};
+        tuna_error err = {0};
+        REQUIRE(tuna_tokenizer_encode(tok, text, len, &ids, &err) == TUNA_OK, "fill %d: %s", k, err.message);
+        char *back = NULL;
+        size_t back_len = 0;
+        REQUIRE(tuna_tokenizer_decode(tok, ids.data, ids.len, 0, &back, &back_len, &err) == TUNA_OK, "decode");
+        /* NFC composes e + U+0301 into U+00E9 (one byte shorter) */
+        CHECK(k == 3 ? back_len == len - 1 : (back_len == len && memcmp(back, text, len) == 0), "fill %d", k);
+        CHECK(ids.len < len, "fill %d: %zu ids for %zu bytes", k, ids.len, len);
+        free(back);
+        tuna_ids_free(&ids);
+    }
+    free(text);
+}
+
 typedef struct {
     fixture *f;
     int ok;
@@ -289,6 +315,7 @@ int main(void) {
     RUN(streaming_decode_equals_decode);
     RUN(decode_skips_special_tokens_on_request);
     RUN(bad_input_is_an_error_not_a_crash);
+    RUN(huge_runs_encode_and_round_trip);
     RUN(concurrent_encoding_is_safe);
     tuna_tokenizer_free(tok);
     return test_summary();

@@ -271,11 +271,15 @@ static tuna_status load_vocab(tuna_tokenizer *tok, const cJSON *vocab, id_entry 
 
 /* Per id: its spelling, its bytes and its flags, in two blobs. */
 static tuna_status build_token_tables(tuna_tokenizer *tok, const id_entry *e, tuna_error *err) {
-    size_t n = (size_t)tok->vocab_size, total = 0;
-    for (size_t i = 0; i < n; i++) total += e[i].len;
-    if (total > UINT32_MAX / 2) return tuna_fail(err, TUNA_ERR_LIMIT, "vocabulary text too large");
+    size_t n = (size_t)tok->vocab_size, total = 0, total_bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += e[i].len;
+        total_bytes += e[i].added ? tok->added[e[i].added - 1].len : e[i].len; /* bytes never outgrow the text */
+    }
+    if (total > UINT32_MAX / 2 || total_bytes > UINT32_MAX / 2)
+        return tuna_fail(err, TUNA_ERR_LIMIT, "vocabulary text too large");
     tok->spell_blob = malloc(total + 1);
-    tok->bytes_blob = malloc(total + 1);
+    tok->bytes_blob = malloc(total_bytes + 1);
     tok->spell_off = calloc(n + 1, sizeof(uint32_t));
     tok->spell_len = calloc(n + 1, sizeof(uint32_t));
     tok->bytes_off = calloc(n + 1, sizeof(uint32_t));
