@@ -231,7 +231,7 @@ static tuna_status index_added_tokens(tuna_tokenizer *tok, tuna_error *err) {
             if (nfc) { free(t->content); t->content = nfc; t->len = len; }
         }
     }
-    qsort(tok->added, tok->n_added, sizeof *tok->added, added_longest_first);
+    if (tok->n_added) qsort(tok->added, tok->n_added, sizeof *tok->added, added_longest_first);
     for (size_t i = 0; i < tok->n_added; i++) {
         const tuna_added_token *t = &tok->added[i];
         if (t->len == 0) continue;
