@@ -263,6 +263,40 @@ TEST(huge_runs_encode_and_round_trip) {
     free(text);
 }
 
+TEST(byte_level_map_is_gpt2s) {
+    /* bytes_to_unicode: printable Latin-1 maps to itself, the rest to U+0100.. in order */
+    uint32_t next = 256;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+        uint32_t cp = printable ? (uint32_t)b : next++;
+        CHECK(tuna_byte_to_cp((unsigned char)b) == cp && tuna_cp_to_byte(cp) == b, "byte %d", b);
+    }
+    CHECK(tuna_cp_to_byte(0x144) == -1 && tuna_cp_to_byte(32) == -1, "outside the map");
+}
+
+/* The split regex is the one in tokenizer.json, not a built-in Qwen pattern. */
+TEST(split_regex_comes_from_the_file) {
+    const char *fmt = "{\"model\": {\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\"]},"
+                      " \"pre_tokenizer\": %s}";
+    const char *pre[] = {"null", "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"a\"}, \"behavior\": \"Isolated\"}",
+                         "{\"type\": \"Split\", \"pattern\": {\"String\": \"ba\"}, \"behavior\": \"Isolated\"}"};
+    const int32_t want[][4] = {{2, 2}, {0, 1, 0, 1}, {0, 1, 0, 1}};
+    const size_t want_n[] = {2, 4, 4};
+    for (int k = 0; k < 3; k++) {
+        char json[512];
+        snprintf(json, sizeof json, fmt, pre[k]);
+        tuna_tokenizer *t = NULL;
+        tuna_error err = {0};
+        REQUIRE(tuna_tokenizer_load_json(json, strlen(json), &t, &err) == TUNA_OK, "%d: %s", k, err.message);
+        tuna_ids ids = {0};
+        tuna_tokenizer_encode(t, "abab", 4, &ids, &err);
+        CHECK(ids.len == want_n[k] && memcmp(ids.data, want[k], ids.len * sizeof(int32_t)) == 0, "pre-tokenizer %d",
+              k);
+        tuna_ids_free(&ids);
+        tuna_tokenizer_free(t);
+    }
+}
+
 typedef struct {
     fixture *f;
     int ok;
@@ -316,6 +350,8 @@ int main(void) {
     RUN(decode_skips_special_tokens_on_request);
     RUN(bad_input_is_an_error_not_a_crash);
     RUN(huge_runs_encode_and_round_trip);
+    RUN(byte_level_map_is_gpt2s);
+    RUN(split_regex_comes_from_the_file);
     RUN(concurrent_encoding_is_safe);
     tuna_tokenizer_free(tok);
     return test_summary();

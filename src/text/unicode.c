@@ -209,21 +209,22 @@ static int byte_is_printable(unsigned b) {
     return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
 }
 
+/* The 68 other bytes, in order: 0..32 (-> U+0100..U+0120), 127..160 (-> U+0121..U+0142),
+ * 173 (-> U+0143). */
 uint32_t tuna_byte_to_cp(unsigned char b) {
     if (byte_is_printable(b)) return b;
-    uint32_t n = 0;
-    for (unsigned k = 0; k < b; k++)
-        if (!byte_is_printable(k)) n++;
-    return 256 + n;
+    if (b <= 32) return 256u + b;
+    if (b >= 127 && b <= 160) return 256u + 33 + (b - 127u);
+    return 256u + 67; /* 173, the soft hyphen */
 }
 
 int tuna_cp_to_byte(uint32_t cp) {
     if (cp < 256) return byte_is_printable(cp) ? (int)cp : -1;
     if (cp >= 256 + 68) return -1;
-    uint32_t n = 0;
-    for (unsigned k = 0; k < 256; k++)
-        if (!byte_is_printable(k) && n++ == cp - 256) return (int)k;
-    return -1;
+    uint32_t n = cp - 256;
+    if (n <= 32) return (int)n;
+    if (n <= 66) return (int)(127 + n - 33);
+    return 173;
 }
 
 int tuna_is_whitespace(uint32_t c) {
