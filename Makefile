@@ -19,7 +19,7 @@ AVX512_ISA = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16
 
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
 CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -fopenmp -fPIC $(BASE_ISA) $(SANITIZE)
-LDLIBS   += -lopenblas -lpng -ljpeg -lcjson -lpcre2-8 -lmicrohttpd -lz -lm -lpthread
+LDLIBS   += -lopenblas -lpng -ljpeg -lcjson -lpcre2-8 -lmicrohttpd -lz -lutf8proc -lm -lpthread
 LDFLAGS  += -fopenmp $(SANITIZE)
 
 LIB_SRC   := $(sort $(wildcard src/core/*.c src/ops/cpu/*.c src/io/*.c src/text/*.c \

@@ -15,5 +15,6 @@ typedef struct {
 int cmd_version(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif

@@ -8,6 +8,7 @@ static const tuna_command commands[] = {
     {"version", cmd_version, "print the version and the CPU kernels in use"},
     {"forward", cmd_forward, "one forward pass with explicit inputs (the SPEC section 9 contract)"},
     {"inspect", cmd_inspect, "list a checkpoint's tensors, parameter counts and configuration"},
+    {"tokenize", cmd_tokenize, "text <-> token ids, JSON lines on stdin and stdout"},
 };
 
 static void print_usage(FILE *out) {
