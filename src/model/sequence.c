@@ -54,7 +54,7 @@ tuna_status tuna_find_segments(const int32_t *ids, int length, const tuna_config
     return TUNA_OK;
 }
 
-int tuna_image_segment_at(const tuna_image_segment *segments, int count, int i) {
+int tuna_segment_at(const tuna_image_segment *segments, int count, int i) {
     for (int k = 0; k < count; k++)
         if (i >= segments[k].offset && i < segments[k].offset + segments[k].length) return k;
     return -1;
