@@ -9,6 +9,8 @@ static const tuna_command commands[] = {
     {"forward", cmd_forward, "one forward pass with explicit inputs (the SPEC section 9 contract)"},
     {"inspect", cmd_inspect, "list a checkpoint's tensors, parameter counts and configuration"},
     {"tokenize", cmd_tokenize, "text <-> token ids, JSON lines on stdin and stdout"},
+    {"train", cmd_train, "train / fine-tune on JSONL streams (resumable checkpoints, metrics.jsonl)"},
+    {"plot", cmd_plot, "draw the loss curves of a metrics.jsonl into a PNG"},
 };
 
 static void print_usage(FILE *out) {
