@@ -80,15 +80,25 @@ static tuna_status time_embedding_forward(forward_state *st, request_state *rs, 
 
 /* ---- input embeddings (SPEC sections 1, 3) ----------------------------- */
 
-/* Patch embeddings of image k: conv as GEMM, RMSNorm (machine eps), mask token. */
+/* RMSNorm(conv(image)) rows [N, d]: the vision encoder (SPEC section 1). */
+static tuna_status vision_encoder_forward(forward_state *st, const float *image, int height, int width, float *out,
+                                          tuna_error *err) {
+    const tuna_model *m = st->model;
+    int p = st->config->patch_size, n = (height / p) * (width / p);
+    TUNA_TRY(tuna_patch_embed_forward(out, image, 1, st->config->image_channels, height, width, p, m->patch_weight,
+                                      m->patch_bias, st->pool, err));
+    tuna_rmsnorm_forward(out, NULL, out, m->patch_norm, n, st->config->hidden_size, tuna_model_patch_norm_eps(m),
+                         st->pool);
+    return TUNA_OK;
+}
+
+/* Patch embeddings of image k, with the mask token on masked patches. */
 static tuna_status patch_embeddings(forward_state *st, const tuna_sequence *seq, int k, float *out,
                                     tuna_error *err) {
     const tuna_model *m = st->model;
     const tuna_image_segment *sg = &seq->segments[k];
     int d = st->config->hidden_size, n = sg->length - 1;
-    TUNA_TRY(tuna_patch_embed_forward(out, seq->images[k], 1, st->config->image_channels, sg->height, sg->width,
-                                      st->config->patch_size, m->patch_weight, m->patch_bias, st->pool, err));
-    tuna_rmsnorm_forward(out, NULL, out, m->patch_norm, n, d, tuna_model_patch_norm_eps(m), st->pool);
+    TUNA_TRY(vision_encoder_forward(st, seq->images[k], sg->height, sg->width, out, err));
     const uint8_t *mask = seq->masks ? seq->masks[k] : NULL;
     if (!mask) return TUNA_OK;
     if (!m->mask_token) {
@@ -101,6 +111,24 @@ static tuna_status patch_embeddings(forward_state *st, const tuna_sequence *seq,
     return TUNA_OK;
 }
 
+/* Reconstruction: rows [clean_offset, clean_offset + N) hold the clean image's patch embeddings. */
+static tuna_status embed_clean_image(forward_state *st, request_state *rs, float *x, tuna_error *err) {
+    const tuna_sequence *seq = rs->request->sequence;
+    if (!seq->clean_image) return TUNA_OK;
+    int d = st->config->hidden_size, p = st->config->patch_size;
+    int n = (seq->clean_height / p) * (seq->clean_width / p);
+    int begin = rs->request->row_begin, end = rs->request->row_end;
+    int lo = max_int(seq->clean_offset, begin), hi = seq->clean_offset + n < end ? seq->clean_offset + n : end;
+    if (lo >= hi) return TUNA_OK;
+    float *rows = alloc_floats((size_t)n * d);
+    if (!rows) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory for clean image embeddings");
+    tuna_status s = vision_encoder_forward(st, seq->clean_image, seq->clean_height, seq->clean_width, rows, err);
+    if (s == TUNA_OK)
+        memcpy(x + (size_t)(lo - begin) * d, rows + (size_t)(lo - seq->clean_offset) * d, sizeof(float) * d * (hi - lo));
+    free(rows);
+    return s;
+}
+
 static tuna_status embed_request(forward_state *st, request_state *rs, tuna_error *err) {
     const tuna_sequence *seq = rs->request->sequence;
     int d = st->config->hidden_size, begin = rs->request->row_begin;
@@ -110,6 +138,7 @@ static tuna_status embed_request(forward_state *st, request_state *rs, tuna_erro
         if (tuna_segment_at(seq->segments, seq->image_count, pos) >= 0) continue;
         TUNA_TRY(tuna_embedding_forward(x + (size_t)i * d, st->model->embed_tokens, seq->ids + pos, 1, err));
     }
+    TUNA_TRY(embed_clean_image(st, rs, x, err));
     for (int k = 0; k < seq->image_count; k++) {
         const tuna_image_segment *sg = &seq->segments[k];
         int lo = max_int(sg->offset, begin), hi = sg->offset + sg->length;
