@@ -9,6 +9,7 @@
  *   final     shift,scale = W(SiLU(c)); out = W_lin(modulate(RMSNorm(h)))  (SPEC 2)
  * Modulation uses each image's own time embedding c_k on its segment rows. */
 #include "model/forward.h"
+#include "model/positions.h"
 #include "ops/ops.h"
 
 #include <math.h>
@@ -179,48 +180,6 @@ static tuna_status build_segments(request_state *rs, tuna_error *err) {
     }
     rs->segment_count = K;
     if (rs->local_first < 0) rs->local_first = 0;
-    return TUNA_OK;
-}
-
-/* LLM: rotate-half RoPE at the global index (image slots included). */
-static tuna_status build_llm_rope(const tuna_config *c, request_state *rs, tuna_error *err) {
-    int hd = c->llm.head_dim;
-    TUNA_TRY(tuna_rope_plan_init(&rs->llm_rope, rs->rows, hd, err));
-    float *inv = alloc_floats((size_t)hd / 2);
-    if (!inv) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
-    tuna_rope_inv_freq_default(inv, hd, c->llm.rope_theta);
-    tuna_rope_plan_fill_rotate_half(&rs->llm_rope, 0, rs->rows, rs->request->row_begin, inv);
-    free(inv);
-    return TUNA_OK;
-}
-
-/* Head (SPEC section 2): text rows rotate-half with llama3 scaling at the
- * global index; the t slot none; patch j of an image 3D at (0, j/gw, j%gw). */
-static tuna_status build_head_rope(const tuna_config *c, request_state *rs, tuna_error *err) {
-    const tuna_head_config *h = &c->head;
-    const tuna_sequence *seq = rs->request->sequence;
-    TUNA_TRY(tuna_rope_plan_init(&rs->head_rope, rs->rows, h->head_dim, err));
-    float *inv = alloc_floats((size_t)h->head_dim / 2);
-    if (!inv) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
-    if (h->has_text_rope_scaling)
-        tuna_rope_inv_freq_llama3(inv, h->head_dim, h->text_rope_theta, h->text_rope_scaling.factor,
-                                  h->text_rope_scaling.low_freq_factor, h->text_rope_scaling.high_freq_factor,
-                                  h->text_rope_scaling.original_max_position_embeddings);
-    else
-        tuna_rope_inv_freq_default(inv, h->head_dim, h->text_rope_theta);
-    for (int i = 0; i < rs->rows; i++) {
-        int pos = rs->request->row_begin + i;
-        int k = tuna_segment_at(seq->segments, seq->image_count, pos);
-        if (k < 0) {
-            tuna_rope_plan_set_rotate_half(&rs->head_rope, i, pos, inv);
-        } else if (pos == seq->segments[k].offset) {
-            tuna_rope_plan_set_none(&rs->head_rope, i);
-        } else {
-            int j = pos - seq->segments[k].offset - 1, gw = seq->segments[k].grid_w;
-            tuna_rope_plan_set_3d(&rs->head_rope, i, 0.0, j / gw, j % gw, h->image_rope_theta);
-        }
-    }
-    free(inv);
     return TUNA_OK;
 }
 
@@ -496,8 +455,10 @@ static tuna_status prepare(forward_state *st, tuna_forward_request *requests, in
         st->rows += rs->rows;
         TUNA_TRY(build_segments(rs, err));
         TUNA_TRY(time_embedding_forward(st, rs, err));
-        TUNA_TRY(build_llm_rope(st->config, rs, err));
-        if (st->run_head) TUNA_TRY(build_head_rope(st->config, rs, err));
+        TUNA_TRY(tuna_llm_rope_plan(st->config, rs->request->row_begin, rs->rows, &rs->llm_rope, err));
+        if (st->run_head)
+            TUNA_TRY(tuna_head_rope_plan(st->config, rs->request->sequence, rs->request->row_begin, rs->rows,
+                                         &rs->head_rope, err));
     }
     return alloc_buffers(st, err);
 }
