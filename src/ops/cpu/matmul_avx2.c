@@ -1,0 +1,230 @@
+/* bf16 / f16 weight matmul kernels, AVX2 + FMA + F16C (x86-64-v3 baseline).
+ *
+ *     y[M,N] = x[M,K] @ W^T (+ bias),  W [N,K] 16-bit, columns [n_begin, n_end)
+ *
+ * GEMV (M <= 8, decode): memory-bound. Streams each weight row once, widening
+ * 8 weights at a time to f32 in registers, and FMAs them against up to 3 rows of
+ * x per pass (x rows stay in L1). 4 weight rows per step give 4 independent
+ * streams for the prefetcher.
+ *
+ * GEMM (M > 8): compute-bound. The output is produced transposed in registers:
+ * the micro-kernel holds a tile of 16 rows of y (2 vectors along M) by 6
+ * columns, and per k broadcasts 6 f32 weights and loads 16 x values:
+ *     acc[r][m0..m0+16) += W[n0+r][k] * xT[k][m0..m0+16)
+ * so the weights need only a cheap, contiguous widening (a KC x NC block of W
+ * into a per-thread f32 buffer that stays in L2, never the whole matrix),
+ * and x is transposed once per K block into panels xT[k][16] (zero padded).
+ */
+#include "ops/cpu/matmul_kernels.h"
+
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- widening loads ------------------------------------------------------ */
+
+static inline __attribute__((always_inline)) __m256 load8_w16(const uint16_t *p, int kind) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (kind == TUNA_W16_BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
+static inline float w16_to_f32(uint16_t h, int kind) {
+    if (kind == TUNA_W16_BF16) {
+        uint32_t bits = (uint32_t)h << 16;
+        float f;
+        memcpy(&f, &bits, sizeof f);
+        return f;
+    }
+    return _cvtsh_ss(h);
+}
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* ---- GEMV ---------------------------------------------------------------- */
+
+/* ROWS weight rows (n..n+ROWS) against MB rows of x (m..m+MB). */
+static inline __attribute__((always_inline)) void gemv_block(float *y, const float *x,
+                                                             const uint16_t *w, int kind,
+                                                             const float *bias, int64_t N,
+                                                             int64_t K, int64_t n, int64_t m,
+                                                             int rows, int mb) {
+    __m256 acc[4][3];
+    for (int r = 0; r < 4; r++)
+        for (int j = 0; j < 3; j++) acc[r][j] = _mm256_setzero_ps();
+    const uint16_t *wr[4];
+    for (int r = 0; r < 4; r++) wr[r] = w + (n + (r < rows ? r : 0)) * K;
+    const float *xr[3];
+    for (int j = 0; j < 3; j++) xr[j] = x + (m + (j < mb ? j : 0)) * K;
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 xv[3];
+        for (int j = 0; j < mb; j++) xv[j] = _mm256_loadu_ps(xr[j] + k);
+        for (int r = 0; r < rows; r++) {
+            __m256 wv = load8_w16(wr[r] + k, kind);
+            for (int j = 0; j < mb; j++) acc[r][j] = _mm256_fmadd_ps(wv, xv[j], acc[r][j]);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        for (int j = 0; j < mb; j++) {
+            float s = hsum8(acc[r][j]);
+            for (int64_t kk = k; kk < K; kk++) s += w16_to_f32(wr[r][kk], kind) * xr[j][kk];
+            if (bias) s += bias[n + r];
+            y[(m + j) * N + n + r] = s;
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void gemv_kind(float *y, const float *x,
+                                                            const uint16_t *w, int kind,
+                                                            const float *bias, int64_t M,
+                                                            int64_t N, int64_t K, int64_t n_begin,
+                                                            int64_t n_end) {
+    for (int64_t n = n_begin; n < n_end; n += 4) {
+        int rows = n_end - n >= 4 ? 4 : (int)(n_end - n);
+        for (int64_t m = 0; m < M; m += 3) {
+            int mb = M - m >= 3 ? 3 : (int)(M - m);
+            /* constant (rows, mb) pairs so the compiler unrolls each case */
+            if (rows == 4) {
+                if (mb == 3) gemv_block(y, x, w, kind, bias, N, K, n, m, 4, 3);
+                else if (mb == 2) gemv_block(y, x, w, kind, bias, N, K, n, m, 4, 2);
+                else gemv_block(y, x, w, kind, bias, N, K, n, m, 4, 1);
+            } else {
+                gemv_block(y, x, w, kind, bias, N, K, n, m, rows, mb);
+            }
+        }
+    }
+}
+
+void tuna_gemv_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
+                        int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end) {
+    if (kind == TUNA_W16_BF16)
+        gemv_kind(y, x, w, TUNA_W16_BF16, bias, M, N, K, n_begin, n_end);
+    else
+        gemv_kind(y, x, w, TUNA_W16_F16, bias, M, N, K, n_begin, n_end);
+}
+
+/* ---- GEMM ---------------------------------------------------------------- */
+
+enum {
+    GEMM_MR = 16,  /* rows of y per micro-tile (2 x 8 lanes) */
+    GEMM_NR = 6,   /* columns of y per micro-tile */
+    GEMM_KC = 256, /* K block */
+    GEMM_NC = 96,  /* columns whose widened weights share the L2 buffer */
+};
+
+/* Widen W[n0..n0+nc)[k0..k0+kc) into wf[nc][kc] (row stride kc). */
+static void widen_block(float *wf, const uint16_t *w, int kind, int64_t K, int64_t n0, int nc,
+                        int64_t k0, int kc) {
+    for (int r = 0; r < nc; r++) {
+        const uint16_t *src = w + (n0 + r) * K + k0;
+        float *dst = wf + (int64_t)r * kc;
+        int k = 0;
+        if (kind == TUNA_W16_BF16) {
+            for (; k + 8 <= kc; k += 8) _mm256_storeu_ps(dst + k, load8_w16(src + k, TUNA_W16_BF16));
+        } else {
+            for (; k + 8 <= kc; k += 8) _mm256_storeu_ps(dst + k, load8_w16(src + k, TUNA_W16_F16));
+        }
+        for (; k < kc; k++) dst[k] = w16_to_f32(src[k], kind);
+    }
+}
+
+/* xT panels: for each group of 16 rows of x, [kc][16] floats, zero padded past M. */
+static void pack_x(float *xt, const float *x, int64_t M, int64_t K, int64_t k0, int kc) {
+    int64_t panels = (M + GEMM_MR - 1) / GEMM_MR;
+    for (int64_t p = 0; p < panels; p++) {
+        float *dst = xt + p * (int64_t)kc * GEMM_MR;
+        for (int i = 0; i < GEMM_MR; i++) {
+            int64_t m = p * GEMM_MR + i;
+            if (m < M) {
+                const float *src = x + m * K + k0;
+                for (int k = 0; k < kc; k++) dst[k * GEMM_MR + i] = src[k];
+            } else {
+                for (int k = 0; k < kc; k++) dst[k * GEMM_MR + i] = 0.0f;
+            }
+        }
+    }
+}
+
+/* acc (16 x 6) = sum_k xT[k][0..16) * wf[r][k];  then y[m][n0+r] += acc, m < mvalid, r < nr. */
+static void micro_kernel(float *y, int64_t N, const float *xt, const float *wf, int64_t wstride,
+                         int kc, int64_t m0, int mvalid, int64_t n0, int nr) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    const float *w0 = wf;
+    const float *w1 = wf + (nr > 1 ? 1 : 0) * wstride;
+    const float *w2 = wf + (nr > 2 ? 2 : 0) * wstride;
+    const float *w3 = wf + (nr > 3 ? 3 : 0) * wstride;
+    const float *w4 = wf + (nr > 4 ? 4 : 0) * wstride;
+    const float *w5 = wf + (nr > 5 ? 5 : 0) * wstride;
+    for (int k = 0; k < kc; k++) {
+        __m256 a0 = _mm256_load_ps(xt + k * GEMM_MR);
+        __m256 a1 = _mm256_load_ps(xt + k * GEMM_MR + 8);
+        __m256 b;
+        b = _mm256_broadcast_ss(w0 + k); c00 = _mm256_fmadd_ps(a0, b, c00); c01 = _mm256_fmadd_ps(a1, b, c01);
+        b = _mm256_broadcast_ss(w1 + k); c10 = _mm256_fmadd_ps(a0, b, c10); c11 = _mm256_fmadd_ps(a1, b, c11);
+        b = _mm256_broadcast_ss(w2 + k); c20 = _mm256_fmadd_ps(a0, b, c20); c21 = _mm256_fmadd_ps(a1, b, c21);
+        b = _mm256_broadcast_ss(w3 + k); c30 = _mm256_fmadd_ps(a0, b, c30); c31 = _mm256_fmadd_ps(a1, b, c31);
+        b = _mm256_broadcast_ss(w4 + k); c40 = _mm256_fmadd_ps(a0, b, c40); c41 = _mm256_fmadd_ps(a1, b, c41);
+        b = _mm256_broadcast_ss(w5 + k); c50 = _mm256_fmadd_ps(a0, b, c50); c51 = _mm256_fmadd_ps(a1, b, c51);
+    }
+    float tile[GEMM_NR][GEMM_MR] __attribute__((aligned(32)));
+    _mm256_store_ps(tile[0], c00); _mm256_store_ps(tile[0] + 8, c01);
+    _mm256_store_ps(tile[1], c10); _mm256_store_ps(tile[1] + 8, c11);
+    _mm256_store_ps(tile[2], c20); _mm256_store_ps(tile[2] + 8, c21);
+    _mm256_store_ps(tile[3], c30); _mm256_store_ps(tile[3] + 8, c31);
+    _mm256_store_ps(tile[4], c40); _mm256_store_ps(tile[4] + 8, c41);
+    _mm256_store_ps(tile[5], c50); _mm256_store_ps(tile[5] + 8, c51);
+    for (int i = 0; i < mvalid; i++) {
+        float *yr = y + (m0 + i) * N + n0;
+        for (int r = 0; r < nr; r++) yr[r] += tile[r][i];
+    }
+}
+
+int tuna_gemm_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
+                       int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end) {
+    int64_t panels = (M + GEMM_MR - 1) / GEMM_MR;
+    size_t xt_bytes = (size_t)panels * GEMM_KC * GEMM_MR * sizeof(float);
+    size_t wf_bytes = (size_t)GEMM_NC * GEMM_KC * sizeof(float);
+    float *xt = aligned_alloc(64, xt_bytes);
+    float *wf = aligned_alloc(64, wf_bytes);
+    if (!xt || !wf) {
+        free(xt);
+        free(wf);
+        return -1;
+    }
+    for (int64_t m = 0; m < M; m++) {
+        float *yr = y + m * N;
+        for (int64_t n = n_begin; n < n_end; n++) yr[n] = bias ? bias[n] : 0.0f;
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
+        int kc = K - k0 >= GEMM_KC ? GEMM_KC : (int)(K - k0);
+        pack_x(xt, x, M, K, k0, kc);
+        for (int64_t nb = n_begin; nb < n_end; nb += GEMM_NC) {
+            int nc = n_end - nb >= GEMM_NC ? GEMM_NC : (int)(n_end - nb);
+            widen_block(wf, w, kind, K, nb, nc, k0, kc);
+            for (int64_t p = 0; p < panels; p++) {
+                int64_t m0 = p * GEMM_MR;
+                int mvalid = M - m0 >= GEMM_MR ? GEMM_MR : (int)(M - m0);
+                const float *xp = xt + p * (int64_t)kc * GEMM_MR;
+                for (int s = 0; s < nc; s += GEMM_NR) {
+                    int nr = nc - s >= GEMM_NR ? GEMM_NR : nc - s;
+                    micro_kernel(y, N, xp, wf + (int64_t)s * kc, kc, kc, m0, mvalid, nb + s, nr);
+                }
+            }
+        }
+    }
+    free(xt);
+    free(wf);
+    return 0;
+}
