@@ -3,6 +3,7 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "core/rng.h"
+#include "core/tensor.h"
 #include "infer/generate.h"
 #include "infer/metrics.h"
 #include "infer/prompts.h"
