@@ -6,6 +6,7 @@
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 
+#include <stdint.h>
 #include <unistd.h>
 
 static int matches_expected_flat(const tuna_tensor *(*find)(const void *, const char *), const void *obj) {
@@ -97,6 +98,9 @@ TEST(write_then_read_round_trip) {
     CHECK(r && memcmp(r->data, want, sizeof want) == 0, "strided tensor written row-major");
     r = tuna_safetensors_find(&st, "empty");
     CHECK(r && r->ndim == 1 && r->shape[0] == 0, "empty tensor");
+    for (size_t i = 0; i < st.count; i++) /* the writer lays out by element size: all aligned */
+        CHECK((uintptr_t)st.entries[i].tensor.data % tuna_dtype_size(st.entries[i].tensor.dtype) == 0, "%s misaligned",
+              st.entries[i].name);
     const char *v = tuna_safetensors_metadata_get(&st, "k\\");
     CHECK(v && strcmp(v, "v\"") == 0, "escaped metadata");
     tuna_safetensors_close(&st);
