@@ -51,7 +51,9 @@ static void free_contents(tuna_safetensors *st) {
 static tuna_status parse_metadata(const cJSON *object, const char *what, tuna_safetensors *st, tuna_error *err) {
     if (!cJSON_IsObject(object))
         return tuna_fail(err, TUNA_ERR_FORMAT, "%s: \"__metadata__\" is not an object", what);
-    const char *dup = json_duplicate_key(object);
+    int failed;
+    const char *dup = json_duplicate_key(object, &failed);
+    if (failed) return tuna_fail(err, TUNA_ERR_NOMEM, "%s: out of memory", what);
     if (dup) return tuna_fail(err, TUNA_ERR_FORMAT, "%s: \"__metadata__\" has the key \"%s\" twice", what, dup);
     size_t n = (size_t)cJSON_GetArraySize(object);
     st->metadata = calloc(n ? n : 1, sizeof *st->metadata);
