@@ -150,6 +150,7 @@ TEST(resize_crop_default_is_cover) {
     REQUIRE(tuna_image_resize_crop(&src, 32, 48, &a, &err) == TUNA_OK, "%s", err.message);
     REQUIRE(tuna_image_resize_crop_mode(&src, 32, 48, TUNA_CROP_COVER, &b, &err) == TUNA_OK, "%s", err.message);
     CHECK(a.height == 32 && a.width == 48 && max_abs_diff(&a, &b) == 0, "default mode");
+    tuna_image_free(&b);
     CHECK(tuna_image_resize_crop(&src, 0, 48, &b, &err) == TUNA_ERR_INVALID, "zero height refused");
     tuna_image_free(&a);
     tuna_image_free(&src);
@@ -163,9 +164,11 @@ TEST(bucket_rule) {
     CHECK(tuna_image_pick_bucket(1920, 1080, tuna_buckets_512, 5, &h, &w) == 3 && h == 384 && w == 672, "16:9");
     CHECK(tuna_image_pick_bucket(1080, 1920, tuna_buckets_512, 5, &h, &w) == 4 && h == 672 && w == 384, "9:16");
     CHECK(tuna_image_pick_bucket(5000, 100, tuna_buckets_512, 5, &h, &w) == 3, "very wide");
-    /* Linear distance, not log: AR 0.6 is 0.171 from 384/672=0.571 and 0.178 from 448/576=0.778... */
+    /* Linear distance, not log: W/H = 0.67 is 0.0986 from 384/672 and 0.1078 from 448/576, so
+     * 672x384; a log distance (transforms.py's unused sampler) would pick 576x448. */
+    CHECK(tuna_image_pick_bucket(670, 1000, tuna_buckets_512, 5, &h, &w) == 4, "0.67 -> 672x384");
     CHECK(tuna_image_pick_bucket(600, 1000, tuna_buckets_512, 5, &h, &w) == 4, "0.6 -> 672x384");
-    /* ...and AR 1.13 picks the square (0.13 < 0.156) though log distance would too. Ties keep the first. */
+    /* Ties keep the first. */
     tuna_bucket tie[2] = {{200, 100}, {100, 150}}; /* ARs 0.5 and 1.5, both 0.5 from 1.0 */
     CHECK(tuna_image_pick_bucket(100, 100, tie, 2, &h, &w) == 0, "tie -> first");
     CHECK(tuna_image_pick_bucket(2000, 2000, tuna_buckets_1024, 5, &h, &w) == 0 && h == 1024, "1024 class");
@@ -487,6 +490,13 @@ TEST(wrong_crc_refused) {
         if (memcmp(bytes + i, "IDAT", 4) == 0) { idat = i; break; }
     REQUIRE(idat, "IDAT");
     bytes[idat + 4 + 10] ^= 0x40; /* inside IDAT data */
+    CHECK(tuna_image_decode_memory(bytes, n, NULL, &img, &err) == TUNA_ERR_FORMAT, "IDAT crc: %s", err.message);
+    bytes[idat + 4 + 10] ^= 0x40;
+    /* Only the stored CRC of IDAT wrong, the data intact. */
+    uint32_t len = (uint32_t)bytes[idat - 4] << 24 | (uint32_t)bytes[idat - 3] << 16 | (uint32_t)bytes[idat - 2] << 8 |
+                   bytes[idat - 1];
+    REQUIRE(idat + 4 + len + 4 <= n, "IDAT length");
+    bytes[idat + 4 + len] ^= 0xff;
     CHECK(tuna_image_decode_memory(bytes, n, NULL, &img, &err) == TUNA_ERR_FORMAT, "IDAT crc: %s", err.message);
     printf("     bad IDAT CRC: %s\n", err.message);
     free(bytes);
