@@ -136,8 +136,9 @@ void tuna_gemv_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, c
 enum {
     GEMM_MR = 16,  /* rows of y per micro-tile (2 x 8 lanes) */
     GEMM_NR = 6,   /* columns of y per micro-tile */
-    GEMM_KC = 256, /* K block */
+    GEMM_KC = 128, /* K block */
     GEMM_NC = 96,  /* columns whose widened weights share the L2 buffer */
+    GEMM_NO = 512, /* columns whose y^T accumulator ct is kept across the K loop */
 };
 
 /* Widen W[n0..n0+nc)[k0..k0+kc) into wf[nc][kc] (row stride kc). */
@@ -173,9 +174,9 @@ static void pack_x(float *xt, const float *x, int64_t M, int64_t K, int64_t k0, 
     }
 }
 
-/* acc (16 x 6) = sum_k xT[k][0..16) * wf[r][k];  then y[m][n0+r] += acc, m < mvalid, r < nr. */
-static void micro_kernel(float *y, int64_t N, const float *xt, const float *wf, int64_t wstride,
-                         int kc, int64_t m0, int mvalid, int64_t n0, int nr) {
+/* acc (16 x 6) = sum_k xT[k][0..16) * wf[r][k];  then ct[r][0..16) += acc_r for r < nr. */
+static void micro_kernel(float *ct, int64_t ctstride, const float *xt, const float *wf,
+                         int64_t wstride, int kc, int nr) {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -199,53 +200,60 @@ static void micro_kernel(float *y, int64_t N, const float *xt, const float *wf, 
         b = _mm256_broadcast_ss(w4 + k); c40 = _mm256_fmadd_ps(a0, b, c40); c41 = _mm256_fmadd_ps(a1, b, c41);
         b = _mm256_broadcast_ss(w5 + k); c50 = _mm256_fmadd_ps(a0, b, c50); c51 = _mm256_fmadd_ps(a1, b, c51);
     }
-    float tile[GEMM_NR][GEMM_MR] __attribute__((aligned(32)));
-    _mm256_store_ps(tile[0], c00); _mm256_store_ps(tile[0] + 8, c01);
-    _mm256_store_ps(tile[1], c10); _mm256_store_ps(tile[1] + 8, c11);
-    _mm256_store_ps(tile[2], c20); _mm256_store_ps(tile[2] + 8, c21);
-    _mm256_store_ps(tile[3], c30); _mm256_store_ps(tile[3] + 8, c31);
-    _mm256_store_ps(tile[4], c40); _mm256_store_ps(tile[4] + 8, c41);
-    _mm256_store_ps(tile[5], c50); _mm256_store_ps(tile[5] + 8, c51);
-    for (int i = 0; i < mvalid; i++) {
-        float *yr = y + (m0 + i) * N + n0;
-        for (int r = 0; r < nr; r++) yr[r] += tile[r][i];
-    }
+    /* ct is y transposed, [n][mpad]: whole vectors, no scatter */
+    float *t0 = ct, *t1 = ct + (nr > 1 ? 1 : 0) * ctstride, *t2 = ct + (nr > 2 ? 2 : 0) * ctstride;
+    float *t3 = ct + (nr > 3 ? 3 : 0) * ctstride, *t4 = ct + (nr > 4 ? 4 : 0) * ctstride;
+    float *t5 = ct + (nr > 5 ? 5 : 0) * ctstride;
+    _mm256_store_ps(t0, _mm256_add_ps(_mm256_load_ps(t0), c00)); _mm256_store_ps(t0 + 8, _mm256_add_ps(_mm256_load_ps(t0 + 8), c01));
+    if (nr > 5) { _mm256_store_ps(t5, _mm256_add_ps(_mm256_load_ps(t5), c50)); _mm256_store_ps(t5 + 8, _mm256_add_ps(_mm256_load_ps(t5 + 8), c51)); }
+    if (nr > 4) { _mm256_store_ps(t4, _mm256_add_ps(_mm256_load_ps(t4), c40)); _mm256_store_ps(t4 + 8, _mm256_add_ps(_mm256_load_ps(t4 + 8), c41)); }
+    if (nr > 3) { _mm256_store_ps(t3, _mm256_add_ps(_mm256_load_ps(t3), c30)); _mm256_store_ps(t3 + 8, _mm256_add_ps(_mm256_load_ps(t3 + 8), c31)); }
+    if (nr > 2) { _mm256_store_ps(t2, _mm256_add_ps(_mm256_load_ps(t2), c20)); _mm256_store_ps(t2 + 8, _mm256_add_ps(_mm256_load_ps(t2 + 8), c21)); }
+    if (nr > 1) { _mm256_store_ps(t1, _mm256_add_ps(_mm256_load_ps(t1), c10)); _mm256_store_ps(t1 + 8, _mm256_add_ps(_mm256_load_ps(t1 + 8), c11)); }
 }
 
 int tuna_gemm_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
                        int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end) {
-    int64_t panels = (M + GEMM_MR - 1) / GEMM_MR;
-    size_t xt_bytes = (size_t)panels * GEMM_KC * GEMM_MR * sizeof(float);
-    size_t wf_bytes = (size_t)GEMM_NC * GEMM_KC * sizeof(float);
-    float *xt = aligned_alloc(64, xt_bytes);
-    float *wf = aligned_alloc(64, wf_bytes);
-    if (!xt || !wf) {
+    int64_t panels = (M + GEMM_MR - 1) / GEMM_MR, mpad = panels * GEMM_MR;
+    float *xt = aligned_alloc(64, (size_t)panels * GEMM_KC * GEMM_MR * sizeof(float));
+    float *wf = aligned_alloc(64, (size_t)GEMM_NC * GEMM_KC * sizeof(float));
+    float *ct = aligned_alloc(64, (size_t)GEMM_NO * (size_t)mpad * sizeof(float));
+    if (!xt || !wf || !ct) {
         free(xt);
         free(wf);
+        free(ct);
         return -1;
     }
-    for (int64_t m = 0; m < M; m++) {
-        float *yr = y + m * N;
-        for (int64_t n = n_begin; n < n_end; n++) yr[n] = bias ? bias[n] : 0.0f;
-    }
-    for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
-        int kc = K - k0 >= GEMM_KC ? GEMM_KC : (int)(K - k0);
-        pack_x(xt, x, M, K, k0, kc);
-        for (int64_t nb = n_begin; nb < n_end; nb += GEMM_NC) {
-            int nc = n_end - nb >= GEMM_NC ? GEMM_NC : (int)(n_end - nb);
-            widen_block(wf, w, kind, K, nb, nc, k0, kc);
-            for (int64_t p = 0; p < panels; p++) {
-                int64_t m0 = p * GEMM_MR;
-                int mvalid = M - m0 >= GEMM_MR ? GEMM_MR : (int)(M - m0);
-                const float *xp = xt + p * (int64_t)kc * GEMM_MR;
+    /* outer blocks of GEMM_NO columns: ct (y^T for them) stays in L2/L3 */
+    for (int64_t no = n_begin; no < n_end; no += GEMM_NO) {
+        int64_t ncols = n_end - no < GEMM_NO ? n_end - no : GEMM_NO;
+        for (int64_t c = 0; c < ncols; c++) {
+            float b = bias ? bias[no + c] : 0.0f;
+            for (int64_t m = 0; m < mpad; m++) ct[c * mpad + m] = b;
+        }
+        for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
+            int kc = K - k0 >= GEMM_KC ? GEMM_KC : (int)(K - k0);
+            pack_x(xt, x, M, K, k0, kc);
+            for (int64_t nb = 0; nb < ncols; nb += GEMM_NC) {
+                int nc = ncols - nb >= GEMM_NC ? GEMM_NC : (int)(ncols - nb);
+                widen_block(wf, w, kind, K, no + nb, nc, k0, kc);
+                /* a strip of 6 widened weight rows stays in L1 while the xT
+                 * panels stream past it as one long sequential read */
                 for (int s = 0; s < nc; s += GEMM_NR) {
                     int nr = nc - s >= GEMM_NR ? GEMM_NR : nc - s;
-                    micro_kernel(y, N, xp, wf + (int64_t)s * kc, kc, kc, m0, mvalid, nb + s, nr);
+                    for (int64_t p = 0; p < panels; p++)
+                        micro_kernel(ct + (nb + s) * mpad + p * GEMM_MR, mpad,
+                                     xt + p * (int64_t)kc * GEMM_MR, wf + (int64_t)s * kc, kc, kc, nr);
                 }
             }
+        }
+        for (int64_t m = 0; m < M; m++) {
+            float *yr = y + m * N + no;
+            for (int64_t c = 0; c < ncols; c++) yr[c] = ct[c * mpad + m];
         }
     }
     free(xt);
     free(wf);
+    free(ct);
     return 0;
 }
