@@ -137,6 +137,37 @@ static void accumulate_pv(float *acc, const float *P, const float *vbase, int64_
     }
 }
 
+/* Two rows at once: each V load feeds two FMAs. */
+static void accumulate_pv2(float *acc0, float *acc1, const float *P0, const float *P1,
+                           const float *vbase, int64_t vstride, int nc, int D) {
+    int d = 0;
+    for (; d + 32 <= D; d += 32) {
+        __m256 a0 = _mm256_loadu_ps(acc0 + d), a1 = _mm256_loadu_ps(acc0 + d + 8);
+        __m256 a2 = _mm256_loadu_ps(acc0 + d + 16), a3 = _mm256_loadu_ps(acc0 + d + 24);
+        __m256 b0 = _mm256_loadu_ps(acc1 + d), b1 = _mm256_loadu_ps(acc1 + d + 8);
+        __m256 b2 = _mm256_loadu_ps(acc1 + d + 16), b3 = _mm256_loadu_ps(acc1 + d + 24);
+        for (int c = 0; c < nc; c++) {
+            const float *vr = vbase + c * vstride + d;
+            __m256 v0 = _mm256_loadu_ps(vr), v1 = _mm256_loadu_ps(vr + 8);
+            __m256 v2 = _mm256_loadu_ps(vr + 16), v3 = _mm256_loadu_ps(vr + 24);
+            __m256 p = _mm256_set1_ps(P0[c]);
+            a0 = _mm256_fmadd_ps(p, v0, a0); a1 = _mm256_fmadd_ps(p, v1, a1);
+            a2 = _mm256_fmadd_ps(p, v2, a2); a3 = _mm256_fmadd_ps(p, v3, a3);
+            p = _mm256_set1_ps(P1[c]);
+            b0 = _mm256_fmadd_ps(p, v0, b0); b1 = _mm256_fmadd_ps(p, v1, b1);
+            b2 = _mm256_fmadd_ps(p, v2, b2); b3 = _mm256_fmadd_ps(p, v3, b3);
+        }
+        _mm256_storeu_ps(acc0 + d, a0); _mm256_storeu_ps(acc0 + d + 8, a1);
+        _mm256_storeu_ps(acc0 + d + 16, a2); _mm256_storeu_ps(acc0 + d + 24, a3);
+        _mm256_storeu_ps(acc1 + d, b0); _mm256_storeu_ps(acc1 + d + 8, b1);
+        _mm256_storeu_ps(acc1 + d + 16, b2); _mm256_storeu_ps(acc1 + d + 24, b3);
+    }
+    if (d < D) { /* D % 32 tail */
+        accumulate_pv(acc0 + d, P0, vbase + d, vstride, nc, D - d);
+        accumulate_pv(acc1 + d, P1, vbase + d, vstride, nc, D - d);
+    }
+}
+
 /* S[r..r+nr)[0..BK) = qs[r..r+nr) . Kt  (nr = 1..3, constant after inlining) */
 static inline __attribute__((always_inline)) void scores_rows(att_scratch *w, int r, int D, int nr) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -211,11 +242,17 @@ static void attention_tile(const att_job *j, att_scratch *w, int kvh, int64_t qt
         for (; r + 3 <= rows; r += 3) scores_rows(w, r, D, 3);
         if (rows - r == 2) scores_rows(w, r, D, 2);
         else if (rows - r == 1) scores_rows(w, r, D, 1);
+        int nv[ATT_ROWS];
         for (r = 0; r < rows; r++) {
             int64_t vis = w->vis[r] - k0; /* visible columns of this tile */
-            if (vis <= 0) continue;
-            int nvis = vis < nc ? (int)vis : nc;
             float *srow = w->s + r * ATT_BK;
+            if (vis <= 0) {
+                nv[r] = 0;
+                memset(srow, 0, sizeof(float) * ATT_BK);
+                continue;
+            }
+            int nvis = vis < nc ? (int)vis : nc;
+            nv[r] = nvis;
             for (int c = nvis; c < ATT_BK; c++) srow[c] = -INFINITY;
             __m256 mx = _mm256_load_ps(srow);
             for (int u = 1; u < ATT_BK / 8; u++) mx = _mm256_max_ps(mx, _mm256_load_ps(srow + 8 * u));
@@ -233,8 +270,16 @@ static void attention_tile(const att_job *j, att_scratch *w, int kvh, int64_t qt
             float *acc = w->acc + (int64_t)r * D;
             if (corr != 1.0f)
                 for (int d = 0; d < D; d++) acc[d] *= corr;
-            accumulate_pv(acc, srow, vbase + k0 * kvstride, kvstride, nvis, D);
         }
+        /* acc += P V, two rows at a time (masked probabilities are 0) */
+        const float *vt = vbase + k0 * kvstride;
+        for (r = 0; r + 2 <= rows; r += 2) {
+            int n2 = nv[r] > nv[r + 1] ? nv[r] : nv[r + 1];
+            if (n2 > 0)
+                accumulate_pv2(w->acc + (int64_t)r * D, w->acc + (int64_t)(r + 1) * D,
+                               w->s + r * ATT_BK, w->s + (r + 1) * ATT_BK, vt, kvstride, n2, D);
+        }
+        if (r < rows && nv[r] > 0) accumulate_pv(w->acc + (int64_t)r * D, w->s + r * ATT_BK, vt, kvstride, nv[r], D);
     }
     for (int rr = 0; rr < rows; rr++) {
         int h = kvh * group + rr / nq;
