@@ -10,7 +10,7 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: tuna forward -m MODEL_DIR --in batch.safetensors --out result.safetensors\n"
+            "usage: tuna forward -m MODEL_DIR --in batch.safetensors --out result.safetensors [--grads]\n"
             "\n"
             "One forward pass in f32 (SPEC section 9). batch.safetensors holds input_ids I32 [L],\n"
             "images F32 [K,3,H,W] (or images.k F32 [3,H_k,W_k] when sizes differ), t F32 [K], and\n"
@@ -21,17 +21,18 @@ static void usage(FILE *out) {
             "  -m, --model DIR     weights + config.json\n"
             "      --in FILE       the batch\n"
             "      --out FILE      the result (written atomically)\n"
+            "      --grads         also write grad.NAME (F32) of every parameter: the gradient of loss\n"
             "  -t, --threads N     threads (default: TUNA_THREADS or all cores)\n");
 }
 
 typedef struct {
     const char *model, *in, *out;
-    int threads;
+    int threads, grads;
 } forward_options;
 
 static int parse_options(int argc, char **argv, forward_options *o) {
     static const struct option longs[] = {{"model", required_argument, 0, 'm'}, {"in", required_argument, 0, 'i'},
-                                          {"out", required_argument, 0, 'o'},   {"threads", required_argument, 0, 't'},
+                                          {"out", required_argument, 0, 'o'},   {"threads", required_argument, 0, 't'}, {"grads", no_argument, 0, 'g'},
                                           {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     int c;
@@ -42,6 +43,7 @@ static int parse_options(int argc, char **argv, forward_options *o) {
         case 'i': o->in = optarg; break;
         case 'o': o->out = optarg; break;
         case 't': o->threads = atoi(optarg); break;
+        case 'g': o->grads = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -69,7 +71,7 @@ int cmd_forward(int argc, char **argv) {
     tuna_forward_batch batch;
     tuna_status s = tuna_forward_batch_open(o.in, model.config.image_channels, &batch, &err);
     if (s == TUNA_OK) {
-        s = tuna_forward_batch_run(&model, &batch, &pool, o.out, &err);
+        s = tuna_forward_batch_run(&model, &batch, &pool, o.out, o.grads, &err);
         tuna_forward_batch_close(&batch);
     }
     tuna_model_free(&model);

@@ -14,6 +14,10 @@ typedef struct {
 
 int cmd_version(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_edit(int argc, char **argv);
+int cmd_reconstruct(int argc, char **argv);
+int cmd_understand(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_train(int argc, char **argv);

@@ -7,6 +7,10 @@
 static const tuna_command commands[] = {
     {"version", cmd_version, "print the version and the CPU kernels in use"},
     {"forward", cmd_forward, "one forward pass with explicit inputs (the SPEC section 9 contract)"},
+    {"understand", cmd_understand, "answer about images, or chat (-i for an interactive chat)"},
+    {"generate", cmd_generate, "text to image"},
+    {"edit", cmd_edit, "edit an image by an instruction"},
+    {"reconstruct", cmd_reconstruct, "the reference's reconstruction mode, with PSNR and SSIM"},
     {"inspect", cmd_inspect, "list a checkpoint's tensors, parameter counts and configuration"},
     {"tokenize", cmd_tokenize, "text <-> token ids, JSON lines on stdin and stdout"},
     {"train", cmd_train, "train / fine-tune on JSONL streams (resumable checkpoints, metrics.jsonl)"},

@@ -28,7 +28,16 @@ tuna_status tuna_fail_context(tuna_error *err, tuna_status code, const char *fmt
         va_start(ap, fmt);
         vsnprintf(prefix, sizeof prefix, fmt, ap);
         va_end(ap);
-        snprintf(err->message, sizeof err->message, "%s: %s", prefix, previous);
+        /* prefix + ": " + previous, cut to the message size (long chains lose their tail) */
+        size_t used = strnlen(prefix, sizeof err->message - 1);
+        memcpy(err->message, prefix, used);
+        const char *rest[2] = {": ", previous};
+        for (int i = 0; i < 2; i++) {
+            size_t n = strnlen(rest[i], sizeof err->message - 1 - used);
+            memcpy(err->message + used, rest[i], n);
+            used += n;
+        }
+        err->message[used] = '\0';
         err->code = code;
     }
     return code;

@@ -1,6 +1,8 @@
 #include "infer/forward_batch.h"
 #include "core/tensor.h"
 #include "model/forward.h"
+#include "model/gradients.h"
+#include "model/train_step.h"
 #include "train/loss.h"
 
 #include <stdlib.h>
@@ -145,13 +147,26 @@ void tuna_forward_batch_close(tuna_forward_batch *b) {
 
 /* Everything the result file holds; freed by result_free. */
 typedef struct {
-    tuna_tensor tensors[8 + 2 * TUNA_BATCH_MAX_IMAGES];
-    char *names[8 + 2 * TUNA_BATCH_MAX_IMAGES];
-    size_t count;
+    tuna_tensor *tensors;
+    char **names;
+    size_t count, capacity;
 } result_set;
+
+static tuna_status result_reserve(result_set *rs, tuna_error *err) {
+    if (rs->count < rs->capacity) return TUNA_OK;
+    size_t capacity = rs->capacity ? 2 * rs->capacity : 64;
+    tuna_tensor *tensors = realloc(rs->tensors, capacity * sizeof *tensors);
+    if (tensors) rs->tensors = tensors;
+    char **names = realloc(rs->names, capacity * sizeof *names);
+    if (names) rs->names = names;
+    if (!tensors || !names) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
+    rs->capacity = capacity;
+    return TUNA_OK;
+}
 
 static tuna_status result_add(result_set *rs, const char *name, int ndim, const int64_t *shape, float **data,
                               tuna_error *err) {
+    TUNA_TRY(result_reserve(rs, err));
     tuna_tensor *t = &rs->tensors[rs->count];
     TUNA_TRY(tuna_tensor_alloc(t, TUNA_F32, ndim, shape, err));
     rs->names[rs->count] = strdup(name);
@@ -169,6 +184,30 @@ static void result_free(result_set *rs) {
         tuna_tensor_free(&rs->tensors[i]);
         free(rs->names[i]);
     }
+    free(rs->tensors);
+    free(rs->names);
+}
+
+/* --grads: grad.NAME for every parameter, from the training step (SPEC section 9). */
+static tuna_status add_gradients(result_set *rs, const tuna_model *m, const tuna_forward_batch *b,
+                                 const tuna_sequence *seq, const tuna_threads *pool, tuna_error *err) {
+    tuna_gradients grads;
+    TUNA_TRY(tuna_gradients_init(&grads, &m->config, NULL, NULL, err));
+    tuna_train_example ex = {.sequence = seq, .labels = b->labels, .targets = b->targets, .flow_images = b->flow_images};
+    int has_targets = 0;
+    for (int k = 0; k < b->image_count; k++) has_targets |= b->targets[k] != NULL;
+    if (!has_targets) ex.targets = NULL;
+    tuna_losses losses;
+    tuna_status s = tuna_model_loss_and_gradients(m, &grads.model, &ex, 1.0f, NULL, pool, &losses, err);
+    for (size_t i = 0; s == TUNA_OK && i < grads.count; i++) {
+        char name[160];
+        snprintf(name, sizeof name, "grad.%s", grads.list[i].name);
+        float *data;
+        s = result_add(rs, name, grads.tensors[i].ndim, grads.tensors[i].shape, &data, err);
+        if (s == TUNA_OK) memcpy(data, grads.tensors[i].data, tuna_tensor_nbytes(&grads.tensors[i]));
+    }
+    tuna_gradients_free(&grads);
+    return s;
 }
 
 /* Each given mask must have one entry per patch of its image. */
@@ -238,7 +277,7 @@ static tuna_status add_losses(result_set *rs, const tuna_forward_batch *b, const
 }
 
 tuna_status tuna_forward_batch_run(const tuna_model *m, const tuna_forward_batch *b, const tuna_threads *pool,
-                               const char *out_path, tuna_error *err) {
+                               const char *out_path, int with_gradients, tuna_error *err) {
     const tuna_config *c = &m->config;
     tuna_sequence seq = {.ids = b->input_ids, .length = b->length, .image_count = b->image_count,
                          .images = b->images, .t = b->t, .masks = b->masks};
@@ -273,6 +312,7 @@ tuna_status tuna_forward_batch_run(const tuna_model *m, const tuna_forward_batch
     float *x_pred[TUNA_BATCH_MAX_IMAGES] = {0};
     if (s == TUNA_OK && head_out) s = add_images(&rs, b, &seq, head_out, out_width, x_pred, err);
     if (s == TUNA_OK) s = add_losses(&rs, b, c, logits, x_pred, err);
+    if (s == TUNA_OK && with_gradients) s = add_gradients(&rs, m, b, &seq, pool, err);
     if (s == TUNA_OK)
         s = tuna_safetensors_write(out_path, rs.tensors, (const char *const *)rs.names, rs.count, NULL, err);
     result_free(&rs);

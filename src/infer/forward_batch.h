@@ -34,8 +34,9 @@ void tuna_forward_batch_close(tuna_forward_batch *batch);
 
 /* Run the forward of SPEC section 9 on the batch and write result.safetensors
  * (atomically): hidden, logits, x_pred (or x_pred.k), and the losses when the
- * batch has labels or targets. */
+ * batch has labels or targets; with_gradients adds grad.NAME of every parameter. */
 tuna_status tuna_forward_batch_run(const tuna_model *model, const tuna_forward_batch *batch,
-                                   const tuna_threads *pool, const char *out_path, tuna_error *err);
+                                   const tuna_threads *pool, const char *out_path, int with_gradients,
+                                   tuna_error *err);
 
 #endif

@@ -39,7 +39,9 @@ static tuna_status branch_init(branch *b, const tuna_model *m, const int32_t *id
     b->heights[k] = p->height;
     b->widths[k] = p->width;
     b->t[k++] = 0.0f;
-    b->sequence = (tuna_sequence){.ids = ids, .length = length, .image_count = k, .images = b->images, .t = b->t};
+    b->sequence = (tuna_sequence){.ids = ids, .length = length, .image_count = k, .images = b->images, .t = b->t,
+                                  .clean_image = p->clean_image, .clean_height = p->height, .clean_width = p->width,
+                                  .clean_offset = p->clean_offset};
     int found = 0;
     TUNA_TRY(tuna_find_segments(ids, length, &m->config, k, b->heights, b->widths, &b->sequence.segments, &found, err));
     const tuna_image_segment *target = &b->sequence.segments[k - 1];

@@ -22,6 +22,8 @@ typedef struct {
     const float *source;        /* editing: clean source [C, source_h, source_w], fed at t=1; else NULL */
     int source_height, source_width;
     int height, width;          /* the generated image */
+    const float *clean_image;   /* reconstruction: clean image embedded at rows [clean_offset, +N) of both branches */
+    int clean_offset;
     int steps;
     float cfg_scale;
     tuna_progress_fn progress;  /* may be NULL */

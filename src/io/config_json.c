@@ -149,12 +149,15 @@ static tuna_status parse_object(const cJSON *obj, const field *fields, void *out
                                 tuna_error *err) {
     const char *name = where[0] ? where : "the top level";
     if (!cJSON_IsObject(obj)) return tuna_fail(err, TUNA_ERR_FORMAT, "config.json: %s must be an object", name);
+    unsigned seen = 0; /* one bit per field of the table (at most 32) */
     for (const cJSON *it = obj->child; it; it = it->next) {
         const field *f = fields;
         while (f->key && strcmp(f->key, it->string) != 0) f++;
         if (!f->key) return tuna_fail(err, TUNA_ERR_FORMAT, "config.json: unknown key \"%.100s\" in %s", it->string, name);
-        if (json_count_key(obj, it->string) > 1)
+        unsigned bit = 1u << (f - fields);
+        if (seen & bit)
             return tuna_fail(err, TUNA_ERR_FORMAT, "config.json: key \"%.100s\" given twice in %s", it->string, name);
+        seen |= bit;
         TUNA_TRY(parse_field(it, f, out, where, c, err));
     }
     for (const field *f = fields; f->key; f++) {

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* A JSON number that is a whole number in [0, 2^53] (every such double is an
@@ -17,20 +18,27 @@ static inline int json_whole_number(const cJSON *item, uint64_t *out) {
     return 1;
 }
 
-/* Number of members of an object whose key equals key (cJSON keeps duplicates). */
-static inline int json_count_key(const cJSON *object, const char *key) {
-    int n = 0;
-    for (const cJSON *it = object ? object->child : NULL; it; it = it->next)
-        if (it->string && strcmp(it->string, key) == 0) n++;
-    return n;
+static inline int json_compare_keys_(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The first duplicate key of an object, or NULL. O(n^2): for small objects. */
-static inline const char *json_duplicate_key(const cJSON *object) {
-    for (const cJSON *a = object ? object->child : NULL; a; a = a->next)
-        for (const cJSON *b = a->next; b; b = b->next)
-            if (a->string && b->string && strcmp(a->string, b->string) == 0) return a->string;
-    return NULL;
+/* The first duplicate key of an object (in sorted order), or NULL. O(n log n);
+ * *failed is set when memory runs out. The returned pointer is the object's. */
+static inline const char *json_duplicate_key(const cJSON *object, int *failed) {
+    size_t n = 0;
+    *failed = 0;
+    for (const cJSON *it = object ? object->child : NULL; it; it = it->next) n++;
+    if (n < 2) return NULL;
+    const char **keys = malloc(n * sizeof *keys);
+    if (!keys) { *failed = 1; return NULL; }
+    n = 0;
+    for (const cJSON *it = object->child; it; it = it->next) keys[n++] = it->string ? it->string : "";
+    qsort(keys, n, sizeof *keys, json_compare_keys_);
+    const char *dup = NULL;
+    for (size_t i = 1; i < n && !dup; i++)
+        if (strcmp(keys[i - 1], keys[i]) == 0) dup = keys[i];
+    free(keys);
+    return dup;
 }
 
 #endif

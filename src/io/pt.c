@@ -12,6 +12,7 @@
 #include "io/pickle.h"
 #include "core/tensor.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,6 +100,14 @@ static tuna_status storage_bytes(loader *l, const char *key, const unsigned char
     if (!e) return tuna_fail(l->err, TUNA_ERR_FORMAT, "%s: storage %s is missing from the archive", l->what, name);
     void *owned;
     TUNA_TRY(tuna_zip_read(&l->pt->zip, e, UINT64_MAX, 0, bytes, &owned, l->err));
+    if (!owned && ((uintptr_t)*bytes % 64) != 0 && e->size) {
+        /* torch aligns stored members to 64 bytes; other zip writers may not:
+         * copy those so no tensor is misaligned for its element type */
+        owned = aligned_alloc(64, ((size_t)e->size + 63) & ~(size_t)63);
+        if (!owned) return tuna_fail(l->err, TUNA_ERR_NOMEM, "out of memory copying %s", name);
+        memcpy(owned, *bytes, (size_t)e->size);
+        *bytes = owned;
+    }
     if (owned) TUNA_TRY(keep_owned(l, owned));
     *size = e->size;
     if (l->slot_count == l->slot_cap) {

@@ -51,7 +51,9 @@ static void free_contents(tuna_safetensors *st) {
 static tuna_status parse_metadata(const cJSON *object, const char *what, tuna_safetensors *st, tuna_error *err) {
     if (!cJSON_IsObject(object))
         return tuna_fail(err, TUNA_ERR_FORMAT, "%s: \"__metadata__\" is not an object", what);
-    const char *dup = json_duplicate_key(object);
+    int failed;
+    const char *dup = json_duplicate_key(object, &failed);
+    if (failed) return tuna_fail(err, TUNA_ERR_NOMEM, "%s: out of memory", what);
     if (dup) return tuna_fail(err, TUNA_ERR_FORMAT, "%s: \"__metadata__\" has the key \"%s\" twice", what, dup);
     size_t n = (size_t)cJSON_GetArraySize(object);
     st->metadata = calloc(n ? n : 1, sizeof *st->metadata);
@@ -270,7 +272,20 @@ typedef struct {
     const char *const *names;
     size_t n;
     const char *const *metadata;
+    size_t *order;               /* data layout order: dtype size descending, then name */
 } write_request;
+
+/* Laying tensors out by decreasing element size (as the reference library
+ * does) keeps every tensor aligned to its element size, since the header pads
+ * the data region to 8 bytes and every size is a power of two. */
+static int compare_layout(const void *a, const void *b, void *ctx) {
+    const write_request *sort_request = ctx;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    size_t si = tuna_dtype_size(sort_request->tensors[i].dtype), sj = tuna_dtype_size(sort_request->tensors[j].dtype);
+    if (si != sj) return si > sj ? -1 : 1;
+    int c = strcmp(sort_request->names[i] ? sort_request->names[i] : "", sort_request->names[j] ? sort_request->names[j] : "");
+    return c ? c : (i < j ? -1 : i > j);
+}
 
 static tuna_status build_header(const write_request *r, text_buffer *b, tuna_error *err) {
     text_puts(b, "{");
@@ -288,7 +303,8 @@ static tuna_status build_header(const write_request *r, text_buffer *b, tuna_err
         first = 0;
     }
     size_t offset = 0;
-    for (size_t i = 0; i < r->n; i++) {
+    for (size_t k = 0; k < r->n; k++) {
+        size_t i = r->order[k];
         const tuna_tensor *t = &r->tensors[i];
         if (!r->names[i] || strcmp(r->names[i], "__metadata__") == 0)
             return tuna_fail(err, TUNA_ERR_INVALID, "tensor %zu has no usable name", i);
@@ -349,6 +365,14 @@ static tuna_status write_tensor_data(FILE *out, const tuna_tensor *t, tuna_error
     return TUNA_OK;
 }
 
+static tuna_status plan_layout(write_request *r, tuna_error *err) {
+    r->order = malloc((r->n ? r->n : 1) * sizeof *r->order);
+    if (!r->order) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < r->n; i++) r->order[i] = i;
+    qsort_r(r->order, r->n, sizeof *r->order, compare_layout, r);
+    return TUNA_OK;
+}
+
 static tuna_status write_all(FILE *out, void *ctx, tuna_error *err) {
     const write_request *r = ctx;
     text_buffer header = {0};
@@ -359,21 +383,26 @@ static tuna_status write_all(FILE *out, void *ctx, tuna_error *err) {
         if (fwrite(len, 1, 8, out) != 8 || fwrite(header.data, 1, header.len, out) != header.len)
             s = tuna_fail(err, TUNA_ERR_IO, "short write of safetensors header");
     }
-    for (size_t i = 0; s == TUNA_OK && i < r->n; i++) s = write_tensor_data(out, &r->tensors[i], err);
+    for (size_t k = 0; s == TUNA_OK && k < r->n; k++) s = write_tensor_data(out, &r->tensors[r->order[k]], err);
     free(header.data);
     return s;
 }
 
 tuna_status tuna_safetensors_write_stream(FILE *out, const tuna_tensor *tensors, const char *const *names, size_t n,
                                           const char *const *metadata, tuna_error *err) {
-    write_request r = {tensors, names, n, metadata};
-    return write_all(out, &r, err);
+    write_request r = {tensors, names, n, metadata, NULL};
+    TUNA_TRY(plan_layout(&r, err));
+    tuna_status s = write_all(out, &r, err);
+    free(r.order);
+    return s;
 }
 
 tuna_status tuna_safetensors_write(const char *path, const tuna_tensor *tensors, const char *const *names, size_t n,
                                    const char *const *metadata, tuna_error *err) {
-    write_request r = {tensors, names, n, metadata};
+    write_request r = {tensors, names, n, metadata, NULL};
+    TUNA_TRY(plan_layout(&r, err));
     tuna_status s = tuna_write_file_atomic(path, write_all, &r, err);
+    free(r.order);
     if (s != TUNA_OK) return tuna_fail_context(err, s, "writing %s", path);
     return TUNA_OK;
 }

@@ -9,6 +9,7 @@
  *   final     shift,scale = W(SiLU(c)); out = W_lin(modulate(RMSNorm(h)))  (SPEC 2)
  * Modulation uses each image's own time embedding c_k on its segment rows. */
 #include "model/forward.h"
+#include "model/positions.h"
 #include "ops/ops.h"
 
 #include <math.h>
@@ -80,15 +81,25 @@ static tuna_status time_embedding_forward(forward_state *st, request_state *rs, 
 
 /* ---- input embeddings (SPEC sections 1, 3) ----------------------------- */
 
-/* Patch embeddings of image k: conv as GEMM, RMSNorm (machine eps), mask token. */
+/* RMSNorm(conv(image)) rows [N, d]: the vision encoder (SPEC section 1). */
+static tuna_status vision_encoder_forward(forward_state *st, const float *image, int height, int width, float *out,
+                                          tuna_error *err) {
+    const tuna_model *m = st->model;
+    int p = st->config->patch_size, n = (height / p) * (width / p);
+    TUNA_TRY(tuna_patch_embed_forward(out, image, 1, st->config->image_channels, height, width, p, m->patch_weight,
+                                      m->patch_bias, st->pool, err));
+    tuna_rmsnorm_forward(out, NULL, out, m->patch_norm, n, st->config->hidden_size, tuna_model_patch_norm_eps(m),
+                         st->pool);
+    return TUNA_OK;
+}
+
+/* Patch embeddings of image k, with the mask token on masked patches. */
 static tuna_status patch_embeddings(forward_state *st, const tuna_sequence *seq, int k, float *out,
                                     tuna_error *err) {
     const tuna_model *m = st->model;
     const tuna_image_segment *sg = &seq->segments[k];
     int d = st->config->hidden_size, n = sg->length - 1;
-    TUNA_TRY(tuna_patch_embed_forward(out, seq->images[k], 1, st->config->image_channels, sg->height, sg->width,
-                                      st->config->patch_size, m->patch_weight, m->patch_bias, st->pool, err));
-    tuna_rmsnorm_forward(out, NULL, out, m->patch_norm, n, d, tuna_model_patch_norm_eps(m), st->pool);
+    TUNA_TRY(vision_encoder_forward(st, seq->images[k], sg->height, sg->width, out, err));
     const uint8_t *mask = seq->masks ? seq->masks[k] : NULL;
     if (!mask) return TUNA_OK;
     if (!m->mask_token) {
@@ -101,6 +112,24 @@ static tuna_status patch_embeddings(forward_state *st, const tuna_sequence *seq,
     return TUNA_OK;
 }
 
+/* Reconstruction: rows [clean_offset, clean_offset + N) hold the clean image's patch embeddings. */
+static tuna_status embed_clean_image(forward_state *st, request_state *rs, float *x, tuna_error *err) {
+    const tuna_sequence *seq = rs->request->sequence;
+    if (!seq->clean_image) return TUNA_OK;
+    int d = st->config->hidden_size, p = st->config->patch_size;
+    int n = (seq->clean_height / p) * (seq->clean_width / p);
+    int begin = rs->request->row_begin, end = rs->request->row_end;
+    int lo = max_int(seq->clean_offset, begin), hi = seq->clean_offset + n < end ? seq->clean_offset + n : end;
+    if (lo >= hi) return TUNA_OK;
+    float *rows = alloc_floats((size_t)n * d);
+    if (!rows) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory for clean image embeddings");
+    tuna_status s = vision_encoder_forward(st, seq->clean_image, seq->clean_height, seq->clean_width, rows, err);
+    if (s == TUNA_OK)
+        memcpy(x + (size_t)(lo - begin) * d, rows + (size_t)(lo - seq->clean_offset) * d, sizeof(float) * d * (hi - lo));
+    free(rows);
+    return s;
+}
+
 static tuna_status embed_request(forward_state *st, request_state *rs, tuna_error *err) {
     const tuna_sequence *seq = rs->request->sequence;
     int d = st->config->hidden_size, begin = rs->request->row_begin;
@@ -110,6 +139,7 @@ static tuna_status embed_request(forward_state *st, request_state *rs, tuna_erro
         if (tuna_segment_at(seq->segments, seq->image_count, pos) >= 0) continue;
         TUNA_TRY(tuna_embedding_forward(x + (size_t)i * d, st->model->embed_tokens, seq->ids + pos, 1, err));
     }
+    TUNA_TRY(embed_clean_image(st, rs, x, err));
     for (int k = 0; k < seq->image_count; k++) {
         const tuna_image_segment *sg = &seq->segments[k];
         int lo = max_int(sg->offset, begin), hi = sg->offset + sg->length;
@@ -150,48 +180,6 @@ static tuna_status build_segments(request_state *rs, tuna_error *err) {
     }
     rs->segment_count = K;
     if (rs->local_first < 0) rs->local_first = 0;
-    return TUNA_OK;
-}
-
-/* LLM: rotate-half RoPE at the global index (image slots included). */
-static tuna_status build_llm_rope(const tuna_config *c, request_state *rs, tuna_error *err) {
-    int hd = c->llm.head_dim;
-    TUNA_TRY(tuna_rope_plan_init(&rs->llm_rope, rs->rows, hd, err));
-    float *inv = alloc_floats((size_t)hd / 2);
-    if (!inv) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
-    tuna_rope_inv_freq_default(inv, hd, c->llm.rope_theta);
-    tuna_rope_plan_fill_rotate_half(&rs->llm_rope, 0, rs->rows, rs->request->row_begin, inv);
-    free(inv);
-    return TUNA_OK;
-}
-
-/* Head (SPEC section 2): text rows rotate-half with llama3 scaling at the
- * global index; the t slot none; patch j of an image 3D at (0, j/gw, j%gw). */
-static tuna_status build_head_rope(const tuna_config *c, request_state *rs, tuna_error *err) {
-    const tuna_head_config *h = &c->head;
-    const tuna_sequence *seq = rs->request->sequence;
-    TUNA_TRY(tuna_rope_plan_init(&rs->head_rope, rs->rows, h->head_dim, err));
-    float *inv = alloc_floats((size_t)h->head_dim / 2);
-    if (!inv) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
-    if (h->has_text_rope_scaling)
-        tuna_rope_inv_freq_llama3(inv, h->head_dim, h->text_rope_theta, h->text_rope_scaling.factor,
-                                  h->text_rope_scaling.low_freq_factor, h->text_rope_scaling.high_freq_factor,
-                                  h->text_rope_scaling.original_max_position_embeddings);
-    else
-        tuna_rope_inv_freq_default(inv, h->head_dim, h->text_rope_theta);
-    for (int i = 0; i < rs->rows; i++) {
-        int pos = rs->request->row_begin + i;
-        int k = tuna_segment_at(seq->segments, seq->image_count, pos);
-        if (k < 0) {
-            tuna_rope_plan_set_rotate_half(&rs->head_rope, i, pos, inv);
-        } else if (pos == seq->segments[k].offset) {
-            tuna_rope_plan_set_none(&rs->head_rope, i);
-        } else {
-            int j = pos - seq->segments[k].offset - 1, gw = seq->segments[k].grid_w;
-            tuna_rope_plan_set_3d(&rs->head_rope, i, 0.0, j / gw, j % gw, h->image_rope_theta);
-        }
-    }
-    free(inv);
     return TUNA_OK;
 }
 
@@ -467,8 +455,10 @@ static tuna_status prepare(forward_state *st, tuna_forward_request *requests, in
         st->rows += rs->rows;
         TUNA_TRY(build_segments(rs, err));
         TUNA_TRY(time_embedding_forward(st, rs, err));
-        TUNA_TRY(build_llm_rope(st->config, rs, err));
-        if (st->run_head) TUNA_TRY(build_head_rope(st->config, rs, err));
+        TUNA_TRY(tuna_llm_rope_plan(st->config, rs->request->row_begin, rs->rows, &rs->llm_rope, err));
+        if (st->run_head)
+            TUNA_TRY(tuna_head_rope_plan(st->config, rs->request->sequence, rs->request->row_begin, rs->rows,
+                                         &rs->head_rope, err));
     }
     return alloc_buffers(st, err);
 }

@@ -26,6 +26,11 @@ typedef struct {
     const float *const *images;    /* image_count pointers to [C, H, W] */
     const float *t;                /* image_count values */
     const uint8_t *const *masks;   /* image_count pointers to [N] (1 = mask_token) or NULL; array may be NULL */
+    /* Reconstruction conditioning (the reference's clean_image_embeds): rows
+     * [clean_offset, clean_offset + N) outside every segment take the patch
+     * embeddings of this clean image instead of their token embeddings. */
+    const float *clean_image;      /* [C, clean_height, clean_width] or NULL */
+    int clean_height, clean_width, clean_offset;
 } tuna_sequence;
 
 /* Find the image segments of ids: every `boi` followed by a run of

@@ -68,6 +68,14 @@ typedef struct {
 tuna_status tuna_model_load(const char *path, tuna_model *model, tuna_error *err);
 void tuna_model_free(tuna_model *model);
 
+/* Bind the model to tensors that live elsewhere (a trainer's f32 master
+ * weights): find(ctx, name) returns each tensor by its official name, or NULL.
+ * The model owns no checkpoint then; f32 vectors are used in place, so updates
+ * to the tensors are seen by the next forward. */
+typedef const tuna_tensor *(*tuna_tensor_lookup_fn)(void *ctx, const char *name);
+tuna_status tuna_model_bind(tuna_model *model, const tuna_config *config, tuna_tensor_lookup_fn find, void *ctx,
+                            tuna_error *err);
+
 /* Patch-embedding RMSNorm epsilon: config value, or the f32 machine epsilon
  * 2^-23 when "patch_norm_eps" is null (SPEC section 1, fp32 compute). */
 float tuna_model_patch_norm_eps(const tuna_model *model);

@@ -1,0 +1,46 @@
+/* Helpers shared by the `tuna` commands: model and tokenizer lookup, image
+ * loading into model tensors, progress display. */
+#ifndef TUNA_CLI_COMMON_H
+#define TUNA_CLI_COMMON_H
+
+#include "core/threads.h"
+#include "model/tuna2.h"
+#include "text/tokenizer.h"
+
+#include <stdio.h>
+
+/* The model directory: the given one, else $TUNA_MODEL, else the bundled model
+ * (models/tuna2-tiny next to the executable or in the working directory). */
+const char *cli_model_path(const char *given, char *buf, size_t cap);
+
+/* Load the model and its tokenizer: -t FILE, else tokenizer.json (or
+ * tokenizer.json.gz) in the model directory, else the bundled Qwen2.5 one.
+ * Prints the error and returns non-zero on failure. */
+int cli_load_model(const char *model_arg, const char *tokenizer_arg, tuna_model *model, tuna_tokenizer **tokenizer,
+                   const char *command);
+
+/* "HxW" -> height, width. 0 on success. */
+int cli_parse_size(const char *text, int *height, int *width);
+
+/* Decode an image file, pick its size (given HxW, else the bucket nearest its
+ * aspect ratio among the 512-class buckets when the model uses patch 16, else
+ * the image size rounded down to the patch), resize + centre-crop as the
+ * reference's inference transform, and return it as a malloc'd [3,H,W] tensor
+ * in [-1, 1]. */
+int cli_load_image(const char *path, int patch, int want_h, int want_w, float **chw, int *height, int *width,
+                   const char *command);
+
+/* Write a [3,H,W] tensor in [-1, 1] as PNG (atomically). 0 on success. */
+int cli_save_image(const char *path, const float *chw, int height, int width, const char *command);
+
+/* "out.png" with index k of n: out.png when n == 1, else out-k.png. */
+void cli_indexed_path(const char *path, int k, int n, char *buf, size_t cap);
+
+/* A progress bar on stderr: step, time per step, ETA. */
+typedef struct {
+    const char *label;
+    double total_seconds;
+} cli_progress;
+void cli_progress_step(void *ctx, int step, int steps, double step_seconds);
+
+#endif

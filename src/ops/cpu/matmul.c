@@ -1,0 +1,172 @@
+/* Matmul dispatcher: y = x @ W^T (+ bias) for a PyTorch-layout weight W [N,K].
+ *
+ * F32 weights go to OpenBLAS (cblas_sgemm, row-major, W transposed).
+ * BF16/F16 weights go to our kernels (matmul_avx2.c / matmul_avx512.c): GEMV for
+ * M <= TUNA_MATMUL_GEMV_MAX_M, tiled GEMM above; the columns of y are split over
+ * the thread pool. The ISA is chosen per call from tuna_cpu_detect() (cpuid is
+ * cheap next to any matmul), which honours TUNA_ISA=avx2. */
+#include "ops/ops.h"
+#include "ops/cpu/matmul_kernels.h"
+#include "core/cpu_features.h"
+#include "core/dtype.h"
+#include "core/tensor.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef void (*gemv_fn)(float *, const float *, const uint16_t *, int, const float *, int64_t,
+                        int64_t, int64_t, int64_t, int64_t);
+typedef int (*gemm_fn)(float *, const float *, const uint16_t *, int, const float *, int64_t,
+                       int64_t, int64_t, int64_t, int64_t);
+
+const char *tuna_matmul_isa(void) {
+    tuna_cpu_features f = tuna_cpu_detect();
+    return f.avx512f ? "avx512" : "avx2-fma";
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+    const uint16_t *w;
+    int kind;
+    const float *bias;
+    int64_t M, N, K;
+    int64_t block; /* columns per unit of parallel work */
+    gemv_fn gemv;
+    gemm_fn gemm;
+    int failed;
+} w16_job;
+
+static void w16_range(void *ctx, long begin, long end) {
+    w16_job *j = ctx;
+    int64_t n_begin = begin * j->block;
+    int64_t n_end = end * j->block;
+    if (n_end > j->N) n_end = j->N;
+    if (n_begin >= n_end) return;
+    if (j->M <= TUNA_MATMUL_GEMV_MAX_M) {
+        j->gemv(j->y, j->x, j->w, j->kind, j->bias, j->M, j->N, j->K, n_begin, n_end);
+    } else if (j->gemm(j->y, j->x, j->w, j->kind, j->bias, j->M, j->N, j->K, n_begin, n_end)) {
+        __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+    }
+}
+
+static void add_bias_rows_range(float *y, const float *bias, int64_t M, int64_t N) {
+    for (int64_t m = 0; m < M; m++) memcpy(y + m * N, bias, (size_t)N * sizeof(float));
+}
+
+tuna_status tuna_matmul_forward_raw(float *y, const float *x, const void *w, tuna_dtype w_dtype,
+                                    const float *bias, int64_t M, int64_t N, int64_t K,
+                                    const tuna_threads *pool, tuna_error *err) {
+    if (M < 0 || N <= 0 || K <= 0 || !y || !x || !w)
+        return tuna_fail(err, TUNA_ERR_INVALID, "matmul: bad sizes M=%lld N=%lld K=%lld",
+                         (long long)M, (long long)N, (long long)K);
+    if (M == 0) return TUNA_OK;
+    if (w_dtype == TUNA_F32) {
+        float beta = 0.0f;
+        if (bias) {
+            add_bias_rows_range(y, bias, M, N);
+            beta = 1.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x,
+                    (int)K, (const float *)w, (int)K, beta, y, (int)N);
+        return TUNA_OK;
+    }
+    if (w_dtype != TUNA_BF16 && w_dtype != TUNA_F16)
+        return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "matmul: weight dtype %s not supported",
+                         tuna_dtype_name(w_dtype));
+    tuna_cpu_features f = tuna_cpu_detect();
+    w16_job job = {
+        .y = y, .x = x, .w = w, .kind = w_dtype == TUNA_BF16 ? TUNA_W16_BF16 : TUNA_W16_F16,
+        .bias = bias, .M = M, .N = N, .K = K,
+        .block = M <= TUNA_MATMUL_GEMV_MAX_M ? 4 : TUNA_GEMM_N_ALIGN,
+        .gemv = f.avx512f ? tuna_gemv_w16_avx512 : tuna_gemv_w16_avx2,
+        .gemm = f.avx512f ? tuna_gemm_w16_avx512 : tuna_gemm_w16_avx2,
+        .failed = 0,
+    };
+    long units = (long)((N + job.block - 1) / job.block);
+    tuna_parallel_for(pool, units, w16_range, &job);
+    if (job.failed) return tuna_fail(err, TUNA_ERR_NOMEM, "matmul: out of memory for GEMM panels");
+    return TUNA_OK;
+}
+
+static tuna_status check_weight(const tuna_tensor *weight, const char *what, tuna_error *err) {
+    if (!weight || weight->ndim != 2 || !weight->data)
+        return tuna_fail(err, TUNA_ERR_INVALID, "%s: weight must be a 2-D tensor [N,K]", what);
+    if (!tuna_tensor_is_contiguous(weight))
+        return tuna_fail(err, TUNA_ERR_INVALID, "%s: weight must be contiguous", what);
+    return TUNA_OK;
+}
+
+tuna_status tuna_matmul_forward(float *y, const float *x, const tuna_tensor *weight,
+                                const float *bias, int64_t M, int64_t K,
+                                const tuna_threads *pool, tuna_error *err) {
+    TUNA_TRY(check_weight(weight, "matmul", err));
+    if (weight->shape[1] != K)
+        return tuna_fail(err, TUNA_ERR_INVALID, "matmul: x has K=%lld but weight is [%lld, %lld]",
+                         (long long)K, (long long)weight->shape[0], (long long)weight->shape[1]);
+    return tuna_matmul_forward_raw(y, x, weight->data, weight->dtype, bias, M, weight->shape[0], K,
+                                   pool, err);
+}
+
+/* ---- backward ------------------------------------------------------------ */
+
+typedef struct {
+    float *dst;
+    const uint16_t *src;
+    int bf16;
+} widen_job;
+
+static void widen_range(void *ctx, long begin, long end) {
+    widen_job *j = ctx;
+    if (j->bf16)
+        for (long i = begin; i < end; i++) j->dst[i] = tuna_bf16_to_f32(j->src[i]);
+    else
+        for (long i = begin; i < end; i++) j->dst[i] = tuna_f16_to_f32(j->src[i]);
+}
+
+tuna_status tuna_matmul_backward_input(float *dx, const float *dy, const tuna_tensor *weight,
+                                       int64_t M, int accumulate,
+                                       const tuna_threads *pool, tuna_error *err) {
+    TUNA_TRY(check_weight(weight, "matmul backward", err));
+    int64_t N = weight->shape[0], K = weight->shape[1];
+    if (M <= 0) return TUNA_OK;
+    if (weight->dtype == TUNA_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)K, (int)N, 1.0f, dy,
+                    (int)N, (const float *)weight->data, (int)K, accumulate ? 1.0f : 0.0f, dx,
+                    (int)K);
+        return TUNA_OK;
+    }
+    if (weight->dtype != TUNA_BF16 && weight->dtype != TUNA_F16)
+        return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "matmul backward: weight dtype %s not supported",
+                         tuna_dtype_name(weight->dtype));
+    /* Widen blocks of rows of W (about 4 MB each) and accumulate
+     * dx += dy[:, n0:n1] @ W[n0:n1, :] block by block. */
+    int64_t rows = (int64_t)(1 << 20) / K;
+    if (rows < 16) rows = 16;
+    if (rows > N) rows = N;
+    float *buf = malloc((size_t)rows * (size_t)K * sizeof(float));
+    if (!buf) return tuna_fail(err, TUNA_ERR_NOMEM, "matmul backward: out of memory");
+    if (!accumulate) memset(dx, 0, (size_t)M * (size_t)K * sizeof(float));
+    const uint16_t *w = weight->data;
+    for (int64_t n0 = 0; n0 < N; n0 += rows) {
+        int64_t nb = N - n0 < rows ? N - n0 : rows;
+        widen_job job = {buf, w + n0 * K, weight->dtype == TUNA_BF16};
+        tuna_parallel_for(pool, (long)(nb * K), widen_range, &job);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)K, (int)nb, 1.0f,
+                    dy + n0, (int)N, buf, (int)K, 1.0f, dx, (int)K);
+    }
+    free(buf);
+    return TUNA_OK;
+}
+
+void tuna_matmul_backward_weight(float *dW, float *dbias, const float *dy, const float *x,
+                                 int64_t M, int64_t N, int64_t K, const tuna_threads *pool) {
+    (void)pool; /* OpenBLAS threads itself */
+    if (M <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)N, (int)K, (int)M, 1.0f, dy, (int)N,
+                x, (int)K, 1.0f, dW, (int)K);
+    if (dbias)
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) dbias[n] += dy[m * N + n];
+}

@@ -1,0 +1,35 @@
+/* Internal interface between the matmul dispatcher (matmul.c) and the
+ * ISA-specific kernels for 16-bit weights (matmul_avx2.c, matmul_avx512.c).
+ *
+ * Each kernel computes the output columns [n_begin, n_end) of
+ *     y[M,N] = x[M,K] @ W^T (+ bias)
+ * with W [N,K] stored as bf16 (kind 0) or f16 (kind 1), reading W in place.
+ * The dispatcher splits N over threads and calls the kernel once per thread.
+ * GEMM kernels allocate their own (small, cache-sized) f32 panel and return
+ * non-zero only when that allocation fails. */
+#ifndef TUNA_OPS_CPU_MATMUL_KERNELS_H
+#define TUNA_OPS_CPU_MATMUL_KERNELS_H
+
+#include <stdint.h>
+
+enum { TUNA_W16_BF16 = 0, TUNA_W16_F16 = 1 };
+
+/* Rows of x at or below this use the streaming GEMV kernel. */
+#define TUNA_MATMUL_GEMV_MAX_M 8
+
+void tuna_gemv_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
+                        int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end);
+int tuna_gemm_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
+                       int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end);
+
+void tuna_gemv_w16_avx512(float *y, const float *x, const uint16_t *w, int kind,
+                          const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
+                          int64_t n_end);
+int tuna_gemm_w16_avx512(float *y, const float *x, const uint16_t *w, int kind,
+                         const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
+                         int64_t n_end);
+
+/* Granularity of the N split for GEMM (the micro-kernel's width, both ISAs). */
+#define TUNA_GEMM_N_ALIGN 32
+
+#endif
