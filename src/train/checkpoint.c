@@ -263,7 +263,7 @@ tuna_status tuna_train_checkpoint_save(const char *output_dir, const tuna_param_
     }
     if (st != TUNA_OK) {
         remove_dir(tmp);
-        return tuna_fail_context(err, st, "saving checkpoint %s: ", final);
+        return tuna_fail_context(err, st, "saving checkpoint %s", final);
     }
     tuna_train_checkpoint_prune(output_dir, keep_last);
     return TUNA_OK;
@@ -309,7 +309,7 @@ static tuna_status load_state_json(const char *path, tuna_train_state *s, tuna_e
         char *d = cJSON_PrintUnformatted(data);
         st = d ? tuna_data_state_from_json(d, &s->data, err) : tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
         free(d);
-        if (st != TUNA_OK) tuna_fail_context(err, st, "%s: ", path);
+        if (st != TUNA_OK) tuna_fail_context(err, st, "%s", path);
     }
     cJSON_Delete(root);
     return st;

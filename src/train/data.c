@@ -688,7 +688,7 @@ tuna_status tuna_data_open(const tuna_data_config *config, const tuna_data_state
         const tuna_stream_config *sc = &config->streams[i];
         if (!sc->jsonl_path || sc->weight <= 0) continue;
         st = index_stream(&d->streams[i], sc, err);
-        if (st != TUNA_OK) tuna_fail_context(err, st, "stream %s: ", task_names[i]);
+        if (st != TUNA_OK) tuna_fail_context(err, st, "stream %s", task_names[i]);
         any = 1;
     }
     if (st == TUNA_OK && !any) st = tuna_fail(err, TUNA_ERR_INVALID, "data: no stream has a JSONL file and a weight > 0");

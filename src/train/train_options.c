@@ -251,7 +251,7 @@ tuna_status tuna_train_options_load_json(tuna_train_options *o, const char *text
         if ((st = tuna_train_options_set(o, item->string, value, err)) != TUNA_OK) break;
     }
     cJSON_Delete(root);
-    if (st != TUNA_OK) tuna_fail_context(err, st, "config: ");
+    if (st != TUNA_OK) tuna_fail_context(err, st, "config");
     return st;
 }
 
@@ -266,7 +266,7 @@ tuna_status tuna_train_options_parse(tuna_train_options *o, int argc, char **arg
         TUNA_TRY(tuna_read_file(argv[i + 1], 16u << 20, &text, &size, err));
         tuna_status st = tuna_train_options_load_json(o, text, size, err);
         free(text);
-        if (st != TUNA_OK) return tuna_fail_context(err, st, "%s: ", argv[i + 1]);
+        if (st != TUNA_OK) return tuna_fail_context(err, st, "%s", argv[i + 1]);
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
