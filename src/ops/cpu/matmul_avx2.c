@@ -136,9 +136,10 @@ void tuna_gemv_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, c
 enum {
     GEMM_MR = 16,  /* rows of y per micro-tile (2 x 8 lanes) */
     GEMM_NR = 6,   /* columns of y per micro-tile */
-    GEMM_KC = 128, /* K block */
+    GEMM_KC = 256, /* K block */
     GEMM_NC = 96,  /* columns whose widened weights share the L2 buffer */
     GEMM_NO = 512, /* columns whose y^T accumulator ct is kept across the K loop */
+    GEMM_SG = 3,   /* strips sharing one xT panel while both sit in L1 */
 };
 
 /* Widen W[n0..n0+nc)[k0..k0+kc) into wf[nc][kc] (row stride kc). */
@@ -189,6 +190,7 @@ static void micro_kernel(float *ct, int64_t ctstride, const float *xt, const flo
     const float *w3 = wf + (nr > 3 ? 3 : 0) * wstride;
     const float *w4 = wf + (nr > 4 ? 4 : 0) * wstride;
     const float *w5 = wf + (nr > 5 ? 5 : 0) * wstride;
+#pragma GCC unroll 4
     for (int k = 0; k < kc; k++) {
         __m256 a0 = _mm256_load_ps(xt + k * GEMM_MR);
         __m256 a1 = _mm256_load_ps(xt + k * GEMM_MR + 8);
@@ -239,11 +241,14 @@ int tuna_gemm_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, co
                 widen_block(wf, w, kind, K, no + nb, nc, k0, kc);
                 /* a strip of 6 widened weight rows stays in L1 while the xT
                  * panels stream past it as one long sequential read */
-                for (int s = 0; s < nc; s += GEMM_NR) {
-                    int nr = nc - s >= GEMM_NR ? GEMM_NR : nc - s;
+                for (int sg = 0; sg < nc; sg += GEMM_NR * GEMM_SG) {
+                    int sg_end = nc - sg >= GEMM_NR * GEMM_SG ? sg + GEMM_NR * GEMM_SG : nc;
                     for (int64_t p = 0; p < panels; p++)
-                        micro_kernel(ct + (nb + s) * mpad + p * GEMM_MR, mpad,
-                                     xt + p * (int64_t)kc * GEMM_MR, wf + (int64_t)s * kc, kc, kc, nr);
+                        for (int s = sg; s < sg_end; s += GEMM_NR) {
+                            int nr = nc - s >= GEMM_NR ? GEMM_NR : nc - s;
+                            micro_kernel(ct + (nb + s) * mpad + p * GEMM_MR, mpad,
+                                         xt + p * (int64_t)kc * GEMM_MR, wf + (int64_t)s * kc, kc, kc, nr);
+                        }
                 }
             }
         }
