@@ -48,10 +48,10 @@ def main():
     ids = {s: tok.token_to_id(s) for s in SPECIALS}
     vocab = tok.get_vocab_size()
     config = {
-        "architecture": "tuna2", "vocab_size": vocab, "hidden_size": 64,
-        "llm": {"num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "head_dim": 16, "intermediate_size": 128,
+        "architecture": "tuna2", "vocab_size": vocab, "hidden_size": 96,
+        "llm": {"num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "head_dim": 24, "intermediate_size": 192,
                 "rope_theta": 10000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": False},
-        "head": {"num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "head_dim": 16, "intermediate_size": 128,
+        "head": {"num_layers": 3, "num_heads": 6, "num_kv_heads": 2, "head_dim": 16, "intermediate_size": 192,
                  "rms_norm_eps": 1e-5, "qk_norm_eps": 1e-6, "final_norm_eps": 1e-6,
                  "text_rope_theta": 500000.0,
                  "text_rope_scaling": {"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,

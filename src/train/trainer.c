@@ -92,8 +92,11 @@ tuna_status tuna_trainer_run(const tuna_trainer_config *config, tuna_param_table
     if (!config->output_dir || !*config->output_dir) return tuna_fail(err, TUNA_ERR_INVALID, "trainer: no output_dir");
     TUNA_TRY(make_dirs(config->output_dir, err));
 
+    /* the cosine schedule runs over the whole run unless told otherwise */
+    tuna_optimizer_config optim = config->optim;
+    if (optim.total_steps <= 0) optim.total_steps = config->max_steps;
     tuna_optimizer opt;
-    tuna_optimizer_init(&opt, &config->optim);
+    tuna_optimizer_init(&opt, &optim);
     tuna_train_state state = {0};
     char ckpt[4096];
     int64_t start = 0;
@@ -149,7 +152,7 @@ tuna_status tuna_trainer_run(const tuna_trainer_config *config, tuna_param_table
         }
         if (st != TUNA_OK) break;
         double norm = tuna_clip_grad_norm(params, config->optim.max_grad_norm);
-        double lr = tuna_lr_at(&config->optim, step);
+        double lr = tuna_lr_at(&optim, step);
         int skipped = !isfinite(norm) || !isfinite(ss.loss);
         if (skipped) {
             res.skipped_updates++;
