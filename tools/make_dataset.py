@@ -152,8 +152,12 @@ def obj(shape, colour, x, y, s):
             "size": round(float(s), 2)}
 
 
+def article(word):
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def describe(o):
-    return f"a {o['colour']} {o['shape']}"
+    return f"{article(o['colour'])} {o['colour']} {o['shape']}"
 
 
 def relation(a, b):
@@ -312,7 +316,8 @@ def render_fashion(size, item, colour):
 def fashion_caption(name, colour):
     if name == "trousers":
         return f"a pair of {colour + ' ' if colour else ''}trousers"
-    return f"a {colour + ' ' if colour else ''}{name}"
+    word = f"{colour} {name}" if colour else name
+    return f"{article(word)} {word}"
 
 
 # ---------------------------------------------------------------- questions
@@ -402,7 +407,7 @@ def edit_of(scene, size, rng):
         x, y = cell_centre(size, int(rng.choice(free)), rng, 0)
         new = obj(sh, co, x, y, 11 * k)
         objs.append(new)
-        return f"add a {co} {sh}", "add", objs, {"added": f"{co} {sh}"}
+        return f"add {article(co)} {co} {sh}", "add", objs, {"added": f"{co} {sh}"}
     # move: only single-object scenes, by a third of the image
     if len(objs) != 1:
         return None

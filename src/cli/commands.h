@@ -20,5 +20,6 @@ int cmd_reconstruct(int argc, char **argv);
 int cmd_understand(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ static const tuna_command commands[] = {
     {"reconstruct", cmd_reconstruct, "the reference's reconstruction mode, with PSNR and SSIM"},
     {"inspect", cmd_inspect, "list a checkpoint's tensors, parameter counts and configuration"},
     {"tokenize", cmd_tokenize, "text <-> token ids, JSON lines on stdin and stdout"},
+    {"eval", cmd_eval, "measure a model on a task file (understanding, generation, editing, reconstruction)"},
 };
 
 static void print_usage(FILE *out) {
