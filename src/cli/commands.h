@@ -14,12 +14,15 @@ typedef struct {
 
 int cmd_version(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
+int cmd_init(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_edit(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_understand(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 
 #endif

@@ -11,8 +11,11 @@ static const tuna_command commands[] = {
     {"generate", cmd_generate, "text to image"},
     {"edit", cmd_edit, "edit an image by an instruction"},
     {"reconstruct", cmd_reconstruct, "the reference's reconstruction mode, with PSNR and SSIM"},
+    {"init", cmd_init, "write a freshly initialised model for training from scratch"},
     {"inspect", cmd_inspect, "list a checkpoint's tensors, parameter counts and configuration"},
     {"tokenize", cmd_tokenize, "text <-> token ids, JSON lines on stdin and stdout"},
+    {"train", cmd_train, "train / fine-tune on JSONL streams (resumable checkpoints, metrics.jsonl)"},
+    {"plot", cmd_plot, "draw the loss curves of a metrics.jsonl into a PNG"},
     {"eval", cmd_eval, "measure a model on a task file (understanding, generation, editing, reconstruction)"},
 };
 

@@ -8,7 +8,7 @@
  *     vis(i) = min(Lk, max(i + 1, end of every segment containing i)).
  * So the mask is one integer per row and no mask matrix exists.
  *
- * Forward: flash-attention style. Work unit = (head, tile of BQ queries); keys
+ * Forward: flash-attention style. Work unit = (kv head, tile of queries); keys
  * in tiles of BK with a running max m, running sum l and an unnormalised
  * accumulator per row (online softmax), so memory is O(BQ*(BK + D)).
  * Scores for a tile: S[r][0..BK) += (scale q_r[d]) * Kt[d][0..BK) (K tile
@@ -21,7 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { ATT_BQ = 32, ATT_BK = 64 };
+/* A work unit is (kv head, tile of queries) and covers every q head of that kv
+ * group, so each K tile is transposed once for up to ATT_ROWS (head, query)
+ * rows: with 7 q heads per kv head (Qwen2.5-7B) a tile is 18 queries x 7 heads,
+ * which halves the K/V traffic of long sequences against 64 rows. */
+enum { ATT_ROWS = 128, ATT_BK = 32 };
 
 /* ---- vector exp ------------------------------------------------------------
  * exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln2 (two-step), exp(r)
@@ -90,17 +94,18 @@ typedef struct {
     const tuna_attention_params *p;
     float scale;
     int64_t q_tiles;
+    int bq; /* queries per tile: ATT_ROWS / group */
     int failed;
 } att_job;
 
 /* Per-thread scratch. */
 typedef struct {
-    float *qs;  /* [BQ][D]  scaled queries */
-    float *kt;  /* [D][BK]  transposed key tile (zero padded) */
-    float *s;   /* [BQ][BK] scores / probabilities */
-    float *acc; /* [BQ][D] */
-    float m[ATT_BQ], l[ATT_BQ];
-    int64_t vis[ATT_BQ];
+    float *qs;  /* [ROWS][D]  scaled queries */
+    float *kt;  /* [D][BK]    transposed key tile (zero padded) */
+    float *s;   /* [ROWS][BK] scores / probabilities */
+    float *acc; /* [ROWS][D] */
+    float m[ATT_ROWS], l[ATT_ROWS];
+    int64_t vis[ATT_ROWS];
 } att_scratch;
 
 /* acc_r[0..D) += sum_{c < nc} P[c] * V[c][0..D) */
@@ -133,22 +138,93 @@ static void accumulate_pv(float *acc, const float *P, const float *vbase, int64_
     }
 }
 
-static void attention_tile(const att_job *j, att_scratch *w, int h, int64_t qt) {
+/* Two rows at once: each V load feeds two FMAs. */
+static void accumulate_pv2(float *acc0, float *acc1, const float *P0, const float *P1,
+                           const float *vbase, int64_t vstride, int nc, int D) {
+    int d = 0;
+    for (; d + 32 <= D; d += 32) {
+        __m256 a0 = _mm256_loadu_ps(acc0 + d), a1 = _mm256_loadu_ps(acc0 + d + 8);
+        __m256 a2 = _mm256_loadu_ps(acc0 + d + 16), a3 = _mm256_loadu_ps(acc0 + d + 24);
+        __m256 b0 = _mm256_loadu_ps(acc1 + d), b1 = _mm256_loadu_ps(acc1 + d + 8);
+        __m256 b2 = _mm256_loadu_ps(acc1 + d + 16), b3 = _mm256_loadu_ps(acc1 + d + 24);
+        for (int c = 0; c < nc; c++) {
+            const float *vr = vbase + c * vstride + d;
+            __m256 v0 = _mm256_loadu_ps(vr), v1 = _mm256_loadu_ps(vr + 8);
+            __m256 v2 = _mm256_loadu_ps(vr + 16), v3 = _mm256_loadu_ps(vr + 24);
+            __m256 p = _mm256_set1_ps(P0[c]);
+            a0 = _mm256_fmadd_ps(p, v0, a0); a1 = _mm256_fmadd_ps(p, v1, a1);
+            a2 = _mm256_fmadd_ps(p, v2, a2); a3 = _mm256_fmadd_ps(p, v3, a3);
+            p = _mm256_set1_ps(P1[c]);
+            b0 = _mm256_fmadd_ps(p, v0, b0); b1 = _mm256_fmadd_ps(p, v1, b1);
+            b2 = _mm256_fmadd_ps(p, v2, b2); b3 = _mm256_fmadd_ps(p, v3, b3);
+        }
+        _mm256_storeu_ps(acc0 + d, a0); _mm256_storeu_ps(acc0 + d + 8, a1);
+        _mm256_storeu_ps(acc0 + d + 16, a2); _mm256_storeu_ps(acc0 + d + 24, a3);
+        _mm256_storeu_ps(acc1 + d, b0); _mm256_storeu_ps(acc1 + d + 8, b1);
+        _mm256_storeu_ps(acc1 + d + 16, b2); _mm256_storeu_ps(acc1 + d + 24, b3);
+    }
+    if (d < D) { /* D % 32 tail */
+        accumulate_pv(acc0 + d, P0, vbase + d, vstride, nc, D - d);
+        accumulate_pv(acc1 + d, P1, vbase + d, vstride, nc, D - d);
+    }
+}
+
+/* S[r..r+nr)[0..BK) = qs[r..r+nr) . Kt  (nr = 1..3, constant after inlining) */
+static inline __attribute__((always_inline)) void scores_rows(att_scratch *w, int r, int D, int nr) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+    const float *q0 = w->qs + (int64_t)r * D;
+    const float *q1 = q0 + (nr > 1 ? D : 0), *q2 = q0 + (nr > 2 ? 2 * D : 0);
+    for (int d = 0; d < D; d++) {
+        const float *kt = w->kt + d * ATT_BK;
+        __m256 k0 = _mm256_load_ps(kt), k1 = _mm256_load_ps(kt + 8);
+        __m256 k2 = _mm256_load_ps(kt + 16), k3 = _mm256_load_ps(kt + 24);
+        __m256 q = _mm256_set1_ps(q0[d]);
+        a0 = _mm256_fmadd_ps(q, k0, a0); a1 = _mm256_fmadd_ps(q, k1, a1);
+        a2 = _mm256_fmadd_ps(q, k2, a2); a3 = _mm256_fmadd_ps(q, k3, a3);
+        if (nr > 1) {
+            q = _mm256_set1_ps(q1[d]);
+            b0 = _mm256_fmadd_ps(q, k0, b0); b1 = _mm256_fmadd_ps(q, k1, b1);
+            b2 = _mm256_fmadd_ps(q, k2, b2); b3 = _mm256_fmadd_ps(q, k3, b3);
+        }
+        if (nr > 2) {
+            q = _mm256_set1_ps(q2[d]);
+            c0 = _mm256_fmadd_ps(q, k0, c0); c1 = _mm256_fmadd_ps(q, k1, c1);
+            c2 = _mm256_fmadd_ps(q, k2, c2); c3 = _mm256_fmadd_ps(q, k3, c3);
+        }
+    }
+    float *s = w->s + (int64_t)r * ATT_BK;
+    _mm256_store_ps(s, a0); _mm256_store_ps(s + 8, a1); _mm256_store_ps(s + 16, a2); _mm256_store_ps(s + 24, a3);
+    if (nr > 1) {
+        s += ATT_BK;
+        _mm256_store_ps(s, b0); _mm256_store_ps(s + 8, b1); _mm256_store_ps(s + 16, b2); _mm256_store_ps(s + 24, b3);
+    }
+    if (nr > 2) {
+        s += ATT_BK;
+        _mm256_store_ps(s, c0); _mm256_store_ps(s + 8, c1); _mm256_store_ps(s + 16, c2); _mm256_store_ps(s + 24, c3);
+    }
+}
+
+/* Row rr of a tile is query r0 + rr % bq of q head kvh*group + rr / bq. */
+static void attention_tile(const att_job *j, att_scratch *w, int kvh, int64_t qt) {
     const tuna_attention_params *p = j->p;
     const int D = p->head_dim;
     const int group = p->n_heads / p->n_kv_heads;
-    const int kvh = h / group;
     const int64_t qstride = (int64_t)p->n_heads * D, kvstride = (int64_t)p->n_kv_heads * D;
-    int64_t r0 = qt * ATT_BQ;
-    int rows = p->q_len - r0 >= ATT_BQ ? ATT_BQ : (int)(p->q_len - r0);
+    const int bq = j->bq;
+    int64_t r0 = qt * bq;
+    int nq = p->q_len - r0 >= bq ? bq : (int)(p->q_len - r0);
+    int rows = nq * group;
     int64_t kmax = 0;
-    for (int r = 0; r < rows; r++) {
-        const float *qr = j->q + (r0 + r) * qstride + (int64_t)h * D;
-        for (int d = 0; d < D; d++) w->qs[r * D + d] = qr[d] * j->scale;
-        w->vis[r] = visible_end(p, p->q_start + r0 + r);
-        if (w->vis[r] > kmax) kmax = w->vis[r];
-        w->m[r] = -INFINITY;
-        w->l[r] = 0.0f;
+    for (int rr = 0; rr < rows; rr++) {
+        int h = kvh * group + rr / nq;
+        int64_t qi = r0 + rr % nq;
+        const float *qr = j->q + qi * qstride + (int64_t)h * D;
+        for (int d = 0; d < D; d++) w->qs[rr * D + d] = qr[d] * j->scale;
+        w->vis[rr] = visible_end(p, p->q_start + qi);
+        if (w->vis[rr] > kmax) kmax = w->vis[rr];
+        w->m[rr] = -INFINITY;
+        w->l[rr] = 0.0f;
     }
     memset(w->acc, 0, (size_t)rows * D * sizeof(float));
     const float *kbase = j->k + (int64_t)kvh * D, *vbase = j->v + (int64_t)kvh * D;
@@ -161,31 +237,31 @@ static void attention_tile(const att_job *j, att_scratch *w, int h, int64_t qt) 
         }
         if (nc < ATT_BK)
             for (int d = 0; d < D; d++) memset(w->kt + d * ATT_BK + nc, 0, (size_t)(ATT_BK - nc) * sizeof(float));
-        for (int r = 0; r < rows; r++) {
+        /* scores of every row, three rows at a time (12 accumulators, each
+         * K-tile load feeds three FMAs) */
+        int r = 0;
+        for (; r + 3 <= rows; r += 3) scores_rows(w, r, D, 3);
+        if (rows - r == 2) scores_rows(w, r, D, 2);
+        else if (rows - r == 1) scores_rows(w, r, D, 1);
+        int nv[ATT_ROWS];
+        for (r = 0; r < rows; r++) {
             int64_t vis = w->vis[r] - k0; /* visible columns of this tile */
-            if (vis <= 0) continue;
-            int nvis = vis < nc ? (int)vis : nc;
-            __m256 s[8];
-#pragma GCC unroll 8
-            for (int u = 0; u < 8; u++) s[u] = _mm256_setzero_ps();
-            const float *qr = w->qs + r * D;
-            for (int d = 0; d < D; d++) {
-                __m256 qd = _mm256_set1_ps(qr[d]);
-                const float *kt = w->kt + d * ATT_BK;
-#pragma GCC unroll 8
-                for (int u = 0; u < 8; u++) s[u] = _mm256_fmadd_ps(qd, _mm256_load_ps(kt + 8 * u), s[u]);
-            }
             float *srow = w->s + r * ATT_BK;
-#pragma GCC unroll 8
-            for (int u = 0; u < 8; u++) _mm256_store_ps(srow + 8 * u, s[u]);
+            if (vis <= 0) {
+                nv[r] = 0;
+                memset(srow, 0, sizeof(float) * ATT_BK);
+                continue;
+            }
+            int nvis = vis < nc ? (int)vis : nc;
+            nv[r] = nvis;
             for (int c = nvis; c < ATT_BK; c++) srow[c] = -INFINITY;
             __m256 mx = _mm256_load_ps(srow);
-            for (int u = 1; u < 8; u++) mx = _mm256_max_ps(mx, _mm256_load_ps(srow + 8 * u));
+            for (int u = 1; u < ATT_BK / 8; u++) mx = _mm256_max_ps(mx, _mm256_load_ps(srow + 8 * u));
             float tile_max = hmax8(mx);
             float m_new = tile_max > w->m[r] ? tile_max : w->m[r];
             float corr = expf(w->m[r] - m_new); /* 0 when m was -inf */
             __m256 mv = _mm256_set1_ps(m_new), sum = _mm256_setzero_ps();
-            for (int u = 0; u < 8; u++) {
+            for (int u = 0; u < ATT_BK / 8; u++) {
                 __m256 e = exp256(_mm256_sub_ps(_mm256_load_ps(srow + 8 * u), mv));
                 _mm256_store_ps(srow + 8 * u, e);
                 sum = _mm256_add_ps(sum, e);
@@ -195,16 +271,26 @@ static void attention_tile(const att_job *j, att_scratch *w, int h, int64_t qt) 
             float *acc = w->acc + (int64_t)r * D;
             if (corr != 1.0f)
                 for (int d = 0; d < D; d++) acc[d] *= corr;
-            accumulate_pv(acc, srow, vbase + k0 * kvstride, kvstride, nvis, D);
         }
+        /* acc += P V, two rows at a time (masked probabilities are 0) */
+        const float *vt = vbase + k0 * kvstride;
+        for (r = 0; r + 2 <= rows; r += 2) {
+            int n2 = nv[r] > nv[r + 1] ? nv[r] : nv[r + 1];
+            if (n2 > 0)
+                accumulate_pv2(w->acc + (int64_t)r * D, w->acc + (int64_t)(r + 1) * D,
+                               w->s + r * ATT_BK, w->s + (r + 1) * ATT_BK, vt, kvstride, n2, D);
+        }
+        if (r < rows && nv[r] > 0) accumulate_pv(w->acc + (int64_t)r * D, w->s + r * ATT_BK, vt, kvstride, nv[r], D);
     }
-    for (int r = 0; r < rows; r++) {
-        float *o = j->out + (r0 + r) * qstride + (int64_t)h * D;
-        float inv = w->l[r] > 0.0f ? 1.0f / w->l[r] : 0.0f;
-        for (int d = 0; d < D; d++) o[d] = w->acc[(int64_t)r * D + d] * inv;
+    for (int rr = 0; rr < rows; rr++) {
+        int h = kvh * group + rr / nq;
+        int64_t qi = r0 + rr % nq;
+        float *o = j->out + qi * qstride + (int64_t)h * D;
+        float inv = w->l[rr] > 0.0f ? 1.0f / w->l[rr] : 0.0f;
+        for (int d = 0; d < D; d++) o[d] = w->acc[(int64_t)rr * D + d] * inv;
         if (j->lse)
-            j->lse[(int64_t)h * p->q_len + r0 + r] =
-                w->l[r] > 0.0f ? w->m[r] + logf(w->l[r]) : -INFINITY;
+            j->lse[(int64_t)h * p->q_len + qi] =
+                w->l[rr] > 0.0f ? w->m[rr] + logf(w->l[rr]) : -INFINITY;
     }
 }
 
@@ -212,10 +298,10 @@ static void attention_range(void *ctx, long begin, long end) {
     att_job *j = ctx;
     int D = j->p->head_dim;
     att_scratch w;
-    w.qs = aligned_alloc(64, sizeof(float) * ATT_BQ * (size_t)((D + 15) & ~15));
+    w.qs = aligned_alloc(64, sizeof(float) * ATT_ROWS * (size_t)((D + 15) & ~15));
     w.kt = aligned_alloc(64, sizeof(float) * ATT_BK * (size_t)D);
-    w.s = aligned_alloc(64, sizeof(float) * ATT_BQ * ATT_BK);
-    w.acc = aligned_alloc(64, sizeof(float) * ATT_BQ * (size_t)((D + 15) & ~15));
+    w.s = aligned_alloc(64, sizeof(float) * ATT_ROWS * ATT_BK);
+    w.acc = aligned_alloc(64, sizeof(float) * ATT_ROWS * (size_t)((D + 15) & ~15));
     if (w.qs && w.kt && w.s && w.acc) {
         for (long t = begin; t < end; t++)
             attention_tile(j, &w, (int)(t / j->q_tiles), t % j->q_tiles);
@@ -236,10 +322,14 @@ tuna_status tuna_attention_forward(float *out, float *lse, const float *q, const
     att_job job = {
         .out = out, .lse = lse, .q = q, .k = k, .v = v, .p = params,
         .scale = params->scale != 0.0f ? params->scale : 1.0f / sqrtf((float)params->head_dim),
-        .q_tiles = (params->q_len + ATT_BQ - 1) / ATT_BQ,
         .failed = 0,
     };
-    tuna_parallel_for(pool, (long)(job.q_tiles * params->n_heads), attention_range, &job);
+    int group = params->n_heads / params->n_kv_heads;
+    job.bq = group >= ATT_ROWS ? 1 : ATT_ROWS / group;
+    if (group > ATT_ROWS) /* more q heads per kv head than rows in a tile */
+        return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "attention: more than %d q heads per kv head", ATT_ROWS);
+    job.q_tiles = (params->q_len + job.bq - 1) / job.bq;
+    tuna_parallel_for(pool, (long)(job.q_tiles * params->n_kv_heads), attention_range, &job);
     if (job.failed) return tuna_fail(err, TUNA_ERR_NOMEM, "attention: out of memory");
     return TUNA_OK;
 }
