@@ -517,6 +517,42 @@ TEST(idx_files_load_and_refuse_bad_headers) {
     unlink(path);
 }
 
+/* ---- the small model's tokenizer ------------------------------------------------- */
+TEST(small_tokenizer_matches_hugging_face) {
+    tuna_tokenizer *tok = NULL;
+    tuna_error err = {0};
+    REQUIRE(tuna_tokenizer_load("models/tokenizer/tuna2-small/tokenizer.json.gz", &tok, &err) == TUNA_OK, "%s",
+            err.message);
+    CHECK(tuna_tokenizer_vocab_size(tok) == 2048, "vocab %d", (int)tuna_tokenizer_vocab_size(tok));
+    const char *specials[8] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                               "<|image_pad|>", "[PAD]", "<image>"};
+    for (int k = 0; k < 8; k++)
+        CHECK(tuna_tokenizer_token_id(tok, specials[k]) == 2040 + k, "%s", specials[k]);
+    char *text = NULL;
+    size_t size = 0;
+    REQUIRE(tuna_read_file(FIXTURES "/small_tokenizer_golden.jsonl", 1 << 20, &text, &size, &err) == TUNA_OK, "%s",
+            err.message);
+    int lines = 0, same = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *t = cJSON_GetObjectItem(o, "text"), *ids = cJSON_GetObjectItem(o, "ids");
+        tuna_ids got = {0};
+        if (cJSON_IsString(t) && cJSON_IsArray(ids) &&
+            tuna_tokenizer_encode(tok, t->valuestring, strlen(t->valuestring), &got, &err) == TUNA_OK) {
+            int n = cJSON_GetArraySize(ids), eq = n == (int)got.len;
+            for (int i = 0; eq && i < n; i++) eq = cJSON_GetArrayItem(ids, i)->valueint == got.data[i];
+            same += eq;
+            if (!eq) fprintf(stderr, "  differs: %s\n", t->valuestring);
+        }
+        lines++;
+        tuna_ids_free(&got);
+        cJSON_Delete(o);
+    }
+    CHECK(lines > 50 && same == lines, "%d of %d golden encodings match", same, lines);
+    free(text);
+    tuna_tokenizer_free(tok);
+}
+
 int main(void) {
     RUN(scene_and_text_judges_pass_every_ground_truth_scene);
     RUN(fashion_judge_on_real_test_items);
@@ -532,5 +568,6 @@ int main(void) {
     RUN(random_model_runs_through_every_task_kind);
     RUN(classifier_training_learns_a_separable_problem);
     RUN(idx_files_load_and_refuse_bad_headers);
+    RUN(small_tokenizer_matches_hugging_face);
     return test_summary();
 }

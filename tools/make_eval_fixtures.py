@@ -85,6 +85,18 @@ def main():
     texts += [t["answer"] for t in tasks if "answer" in t] + [f"system\n{tb.SYSTEM}\nuser\nassistant\n"] * 20
     tok = tb.build(320, texts)
     tok.save(os.path.join(OUT, "tokenizer.json"))
+    # golden ids of the committed small tokenizer (models/tokenizer/tuna2-small) on the fixtures' text
+    small = os.path.join(os.path.dirname(HERE), "models", "tokenizer", "tuna2-small", "tokenizer.json.gz")
+    if os.path.exists(small):
+        import gzip
+        from tokenizers import Tokenizer
+        with gzip.open(small, "rt", encoding="utf-8") as f:
+            hf = Tokenizer.from_str(f.read())
+        chat = (f"<|im_start|>system\n{tb.SYSTEM}<|im_end|>\n<|im_start|>user\n<image>\nWhat is this?<|im_end|>\n"
+                "<|im_start|>assistant\ncircle<|im_end|>\n")
+        with open(os.path.join(OUT, "small_tokenizer_golden.jsonl"), "w") as f:
+            for text in sorted(set(texts)) + [chat, "Ünïcödé café 東京 🙂", ""]:
+                f.write(json.dumps({"text": text, "ids": hf.encode(text).ids}) + "\n")
     print(f"wrote {len(tasks)} tasks, {len(pick)} plumbing tasks, {n[0]} images, "
           f"tokenizer of {tok.get_vocab_size()} tokens to {OUT}")
 

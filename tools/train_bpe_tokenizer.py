@@ -5,8 +5,9 @@ Same pipeline as Qwen2.5's tokenizer.json (../shared/tokenizer/tuna2/tokenizer.j
 NFC normalizer, the Qwen2 split regex (copied from that file, so the engine's loader runs
 its usual path), ByteLevel without prefix space, ByteLevel decoder. The BPE is trained
 with the PyPI `tokenizers` package on every text of the dataset (captions, questions,
-answers, instructions, chat), the chat template's fixed text, and the repository's
-Markdown docs (so that ordinary English still encodes in few tokens).
+answers, instructions, chat), the chat template's fixed text, and a frozen copy of the
+repository's Markdown docs (tools/tokenizer_corpus_extra.txt.gz, so that ordinary English
+still encodes in few tokens and the result does not drift as the docs change).
 
 The special tokens Tuna-2 needs are appended after the BPE vocabulary, in this order:
 <|endoftext|> <|im_start|> <|im_end|> <|vision_start|> <|vision_end|> <|image_pad|> [PAD] <image>
@@ -17,6 +18,7 @@ and written into OUT_DIR/tokens.json as the "tokens" snippet of config.json (SPE
 """
 import argparse
 import glob
+import gzip
 import json
 import os
 import subprocess
@@ -70,10 +72,8 @@ def corpus(root):
     texts = dataset_texts(root)
     chat = f"system\n{SYSTEM}\nuser\nassistant\n"
     texts += [chat] * 100
-    for md in sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")) + [os.path.join(ROOT, "README.md")]):
-        if os.path.exists(md):
-            with open(md, encoding="utf-8") as f:
-                texts.append(f.read())
+    with gzip.open(os.path.join(HERE, "tokenizer_corpus_extra.txt.gz"), "rt", encoding="utf-8") as f:
+        texts += f.read().split("\n\n")  # paragraphs
     return texts
 
 
