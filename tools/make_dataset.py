@@ -680,7 +680,7 @@ def main():
     held = build_eval(args, eval_rng, out, load_fashion("test"))
     manifest = {"seed": args.seed, "size": args.size, "palette": dict(PALETTE), "background": BACKGROUND,
                 "shapes": SHAPES, "fashion_classes": FASHION, "train": train, "eval": held,
-                "flags": vars(args)}
+                "flags": {k: v for k, v in vars(args).items() if k != "out"}}
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     print(json.dumps({"train": train, "eval": held}))
