@@ -59,6 +59,7 @@ WORDS = ["OK", "HI", "GO", "NO", "UP", "ON", "AB", "XY"]
 TEXT_COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
 RECOLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]  # on black: not white/black
 
+NULL_CAPTION = "an image"  # the unconditional text (see build_train)
 SUPERSAMPLE = 4
 STAR_INNER = 0.5  # inner radius / outer radius of the 5-point star
 
@@ -583,6 +584,13 @@ def build_train(args, rng, out, fashion):
     for _ in range(args.text):
         q, a = text_chat(rng)
         text.append({"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]})
+    # Caption / instruction dropout for classifier-free guidance, done in the data (the trainer
+    # skips empty captions): a copy of a --null-fraction share of the t2i and edit records
+    # with the null text, so the model learns the unconditional branch that `tuna eval
+    # --negative "an image"` (and tuna generate/edit --negative) asks for. Own random stream.
+    null_rng = np.random.Generator(np.random.PCG64([args.seed, 2]))
+    t2i += [dict(r, caption=NULL_CAPTION) for r in t2i if null_rng.random() < args.null_fraction]
+    edits += [dict(r, instruction=NULL_CAPTION) for r in edits if null_rng.random() < args.null_fraction]
     write_jsonl(os.path.join(out, "t2i.jsonl"), t2i)
     write_jsonl(os.path.join(out, "understanding.jsonl"), und)
     write_jsonl(os.path.join(out, "edit.jsonl"), edits)
@@ -663,6 +671,8 @@ def main():
     ap.add_argument("--scenes", type=int, default=30000, help="synthetic training scenes")
     ap.add_argument("--fashion", type=int, default=20000, help="Fashion-MNIST training items (of 60000)")
     ap.add_argument("--text", type=int, default=3000, help="text-only chat samples")
+    ap.add_argument("--null-fraction", type=float, default=0.1,
+                    help='share of t2i/edit records copied with the null text "an image" (guidance)')
     ap.add_argument("--edit-fraction", type=float, default=0.4, help="share of training images with an edit")
     ap.add_argument("--eval-per-kind", type=int, default=50, help="held-out items per scene kind")
     ap.add_argument("--eval-reference", type=int, default=1000, help="real test images for the FD")
