@@ -11,6 +11,7 @@
 #include "io/safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -553,6 +554,51 @@ TEST(small_tokenizer_matches_hugging_face) {
     tuna_tokenizer_free(tok);
 }
 
+/* ---- the command ------------------------------------------------------------------ */
+static int tuna_binary(char *buf, size_t cap) {
+    char exe[2048];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return 0;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';
+    return snprintf(buf, cap, "%s/../tuna", exe) < (int)cap;
+}
+
+static int run_command(const char *cmd) {
+    int rc = system(cmd);
+    return rc == -1 ? -1 : WEXITSTATUS(rc);
+}
+
+TEST(cli_reports_and_fails_cleanly) {
+    char bin[2200], cmd[4096], json[] = "/tmp/tuna_eval_json_XXXXXX";
+    REQUIRE(tuna_binary(bin, sizeof bin), "binary path");
+    int fd = mkstemp(json);
+    close(fd);
+    snprintf(cmd, sizeof cmd, "%s eval -q --ground-truth " FIXTURES "/tasks.jsonl --json %s > /dev/null", bin, json);
+    CHECK(run_command(cmd) == 0, "ground-truth run");
+    char *text = NULL;
+    size_t size = 0;
+    cJSON *doc = NULL;
+    if (tuna_read_file(json, 1 << 24, &text, &size, NULL) == TUNA_OK) doc = cJSON_Parse(text);
+    const cJSON *gen = cJSON_GetObjectItem(doc, "generate");
+    const cJSON *overall = cJSON_GetObjectItem(gen, "overall");
+    CHECK(cJSON_IsNumber(overall) && overall->valuedouble > 0.9, "JSON report with the generation score");
+    cJSON_Delete(doc);
+    free(text);
+    unlink(json);
+    FILE *f = fopen(json, "w");
+    fputs("{\"task\":\"generate\",\"prompt\":\"x\",\"expect\":{\"objects\":[]}}\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s eval -q --ground-truth %s 2> /dev/null", bin, json);
+    CHECK(run_command(cmd) == 1, "a bad task file exits 1");
+    snprintf(cmd, sizeof cmd, "%s eval -q 2> /dev/null", bin);
+    CHECK(run_command(cmd) == 2, "no task file is a usage error");
+    snprintf(cmd, sizeof cmd, "%s eval -q --steps 0 x.jsonl 2> /dev/null", bin);
+    CHECK(run_command(cmd) == 2, "bad --steps");
+    unlink(json);
+}
+
 int main(void) {
     RUN(scene_and_text_judges_pass_every_ground_truth_scene);
     RUN(fashion_judge_on_real_test_items);
@@ -569,5 +615,6 @@ int main(void) {
     RUN(classifier_training_learns_a_separable_problem);
     RUN(idx_files_load_and_refuse_bad_headers);
     RUN(small_tokenizer_matches_hugging_face);
+    RUN(cli_reports_and_fails_cleanly);
     return test_summary();
 }

@@ -231,6 +231,7 @@ static int evaluate(eval_cli *o) {
     tuna_model model;
     tuna_tokenizer *tok = NULL;
     int have_model = 0, rc = 0;
+    if (o->eval.save_dir) mkdir(o->eval.save_dir, 0755); /* an error shows at the first write */
     if (!o->eval.ground_truth) {
         if (cli_load_model(o->model, o->tokenizer, &model, &tok, "eval")) rc = 1;
         else have_model = 1;

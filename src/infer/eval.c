@@ -379,6 +379,9 @@ tuna_status tuna_eval_run(const tuna_model *model, const tuna_tokenizer *tokeniz
     memset(report, 0, sizeof *report);
     if (!o->ground_truth && (!model || !tokenizer))
         return tuna_fail(err, TUNA_ERR_INVALID, "eval: a model and tokenizer are needed (or ground_truth)");
+    if (!o->ground_truth && tuna_tokenizer_vocab_size(tokenizer) > model->config.vocab_size)
+        return tuna_fail(err, TUNA_ERR_INVALID, "eval: the tokenizer has %d tokens but the model only %d (wrong -t?)",
+                         (int)tuna_tokenizer_vocab_size(tokenizer), model->config.vocab_size);
     if (o->samples < 1 || o->steps < 1 || o->max_tokens < 1)
         return tuna_fail(err, TUNA_ERR_INVALID, "eval: samples, steps and max_tokens must be >= 1");
     double start = now_seconds();
