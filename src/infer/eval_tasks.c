@@ -124,6 +124,7 @@ static const struct {
 
 static tuna_status parse_task(const cJSON *o, int line, const char *base, tuna_eval_task *t, tuna_error *err) {
     memset(t, 0, sizeof *t);
+    tuna_expect_init(&t->expect); /* tasks without "expect" expect nothing */
     t->line = line;
     if (!cJSON_IsObject(o)) return tuna_fail(err, TUNA_ERR_FORMAT, "line %d: not a JSON object", line);
     const char *kind, *id, *image, *target, *text = NULL, *answer, *group = NULL;
