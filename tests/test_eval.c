@@ -309,6 +309,24 @@ TEST(task_parser_reads_every_kind) {
     tuna_eval_tasks_free(&t);
 }
 
+TEST(task_filter_keeps_kinds_and_caps_groups) {
+    tuna_eval_tasks t;
+    REQUIRE(load_tasks(&t), "tasks");
+    int references = 0;
+    for (int i = 0; i < t.count; i++) references += t.tasks[i].kind == TUNA_TASK_REFERENCE;
+    tuna_eval_tasks_filter(&t, 1u << TUNA_TASK_GENERATE, 2);
+    int gen = 0, refs = 0, other = 0, single = 0;
+    for (int i = 0; i < t.count; i++) {
+        gen += t.tasks[i].kind == TUNA_TASK_GENERATE;
+        refs += t.tasks[i].kind == TUNA_TASK_REFERENCE;
+        other += t.tasks[i].kind != TUNA_TASK_GENERATE && t.tasks[i].kind != TUNA_TASK_REFERENCE;
+        single += t.tasks[i].kind == TUNA_TASK_GENERATE && strcmp(t.tasks[i].group, "single") == 0;
+    }
+    CHECK(gen == 7 * 2 && single == 2 && refs == references && other == 0,
+          "%d generate (%d single), %d references, %d others", gen, single, refs, other);
+    tuna_eval_tasks_free(&t);
+}
+
 /* ---- the runner -------------------------------------------------------------------- */
 TEST(ground_truth_run_scores_the_judges) {
     tuna_eval_tasks tasks;
@@ -610,6 +628,7 @@ int main(void) {
     RUN(answers_are_normalised_before_matching);
     RUN(task_parser_rejects_malformed_lines);
     RUN(task_parser_reads_every_kind);
+    RUN(task_filter_keeps_kinds_and_caps_groups);
     RUN(ground_truth_run_scores_the_judges);
     RUN(random_model_runs_through_every_task_kind);
     RUN(classifier_training_learns_a_separable_problem);

@@ -15,7 +15,8 @@
 
 typedef struct {
     const char *model, *tokenizer, *json, *judge_dir, *fashion_dir, *tasks;
-    int threads, train_judge, epochs, hidden, quiet;
+    int threads, train_judge, epochs, hidden, quiet, max_per_group;
+    unsigned kinds;
     tuna_eval_options eval;
 } eval_cli;
 
@@ -43,12 +44,30 @@ static void usage(FILE *out) {
             "      --tolerance PX    edits: largest distance of an object from where it should be\n"
             "                        (default 15%% of the side)\n"
             "      --save DIR        write the generated images there\n"
+            "      --only KINDS      run only these task kinds (comma list of understand, generate,\n"
+            "                        edit, reconstruct)\n"
+            "      --max-per-group N at most N tasks of each type / category / edit kind\n"
             "      --threads N       threads (default: TUNA_THREADS or all cores)\n"
             "  -q, --quiet           no progress on stderr\n"
             "judge training:\n"
             "      --train-judge     train models/judge/fashion_mlp.safetensors on the real images\n"
             "      --fashion-dir DIR Fashion-MNIST IDX files (default " DEFAULT_FASHION_DIR ")\n"
             "      --epochs N        (default 12)   --hidden N (default 64)\n");
+}
+
+/* "understand,edit" -> kind bits; 1 on an unknown name. */
+static int parse_kinds(const char *text, unsigned *kinds) {
+    *kinds = 0;
+    const char *p = text;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        int k = 0;
+        while (k < TUNA_TASK_REFERENCE && !(strlen(tuna_task_kind_names[k]) == n && strncmp(p, tuna_task_kind_names[k], n) == 0)) k++;
+        if (k == TUNA_TASK_REFERENCE) return 1;
+        *kinds |= 1u << k;
+        p += n + (p[n] == ',');
+    }
+    return *kinds == 0;
 }
 
 static int parse(int argc, char **argv, eval_cli *o) {
@@ -63,6 +82,7 @@ static int parse(int argc, char **argv, eval_cli *o) {
         {"threads", required_argument, 0, 'T'},    {"quiet", no_argument, 0, 'q'},
         {"train-judge", no_argument, 0, 'R'},      {"fashion-dir", required_argument, 0, 'F'},
         {"epochs", required_argument, 0, 'E'},     {"hidden", required_argument, 0, 'H'},
+        {"only", required_argument, 0, 'O'},       {"max-per-group", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -94,6 +114,13 @@ static int parse(int argc, char **argv, eval_cli *o) {
         case 'F': o->fashion_dir = optarg; break;
         case 'E': o->epochs = atoi(optarg); break;
         case 'H': o->hidden = atoi(optarg); break;
+        case 'O':
+            if (parse_kinds(optarg, &o->kinds)) {
+                fprintf(stderr, "tuna eval: --only wants a comma list of understand, generate, edit, reconstruct\n");
+                return 2;
+            }
+            break;
+        case 'M': o->max_per_group = atoi(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -109,7 +136,7 @@ static int parse(int argc, char **argv, eval_cli *o) {
         return 2;
     }
     if (o->eval.steps < 1 || o->eval.steps > 10000 || o->eval.samples < 1 || o->eval.samples > 1000 ||
-        o->eval.max_tokens < 1 || o->epochs < 1 || o->epochs > 1000 || o->hidden < 1 || o->hidden > 4096) {
+        o->eval.max_tokens < 1 || o->max_per_group < 0 || o->epochs < 1 || o->epochs > 1000 || o->hidden < 1 || o->hidden > 4096) {
         fprintf(stderr, "tuna eval: --steps, -n, --max-tokens, --epochs or --hidden out of range\n");
         return 2;
     }
@@ -216,6 +243,12 @@ static int evaluate(eval_cli *o) {
     tuna_eval_tasks tasks;
     if (tuna_eval_tasks_load(o->tasks, &tasks, &err) != TUNA_OK) {
         fprintf(stderr, "tuna eval: %s\n", err.message);
+        return 1;
+    }
+    tuna_eval_tasks_filter(&tasks, o->kinds ? o->kinds : ~0u, o->max_per_group);
+    if (tasks.count == 0) {
+        fprintf(stderr, "tuna eval: no task left after --only / --max-per-group\n");
+        tuna_eval_tasks_free(&tasks);
         return 1;
     }
     char buf[4096];

@@ -241,3 +241,21 @@ void tuna_eval_tasks_free(tuna_eval_tasks *t) {
     free(t->tasks);
     memset(t, 0, sizeof *t);
 }
+
+void tuna_eval_tasks_filter(tuna_eval_tasks *t, unsigned kinds, int max_per_group) {
+    if (kinds & (1u << TUNA_TASK_GENERATE)) kinds |= 1u << TUNA_TASK_REFERENCE;
+    int kept = 0;
+    for (int i = 0; i < t->count; i++) {
+        tuna_eval_task *x = &t->tasks[i];
+        int keep = (kinds >> x->kind) & 1;
+        if (keep && max_per_group > 0 && x->kind != TUNA_TASK_REFERENCE) {
+            int seen = 0;
+            for (int k = 0; k < kept; k++)
+                seen += t->tasks[k].kind == x->kind && strcmp(t->tasks[k].group, x->group) == 0;
+            keep = seen < max_per_group;
+        }
+        if (keep) t->tasks[kept++] = *x;
+        else task_free(x);
+    }
+    t->count = kept;
+}

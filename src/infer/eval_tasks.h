@@ -52,4 +52,8 @@ tuna_status tuna_eval_tasks_parse(const char *text, size_t len, const char *base
 tuna_status tuna_eval_tasks_load(const char *path, tuna_eval_tasks *out, tuna_error *err);
 void tuna_eval_tasks_free(tuna_eval_tasks *t);
 
+/* Keep only the tasks whose kind bit (1 << kind) is in kinds (reference tasks are kept
+ * with generate), and at most max_per_group (> 0) of each (kind, group), in file order. */
+void tuna_eval_tasks_filter(tuna_eval_tasks *t, unsigned kinds, int max_per_group);
+
 #endif
