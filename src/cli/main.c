@@ -16,6 +16,7 @@ static const tuna_command commands[] = {
     {"tokenize", cmd_tokenize, "text <-> token ids, JSON lines on stdin and stdout"},
     {"train", cmd_train, "train / fine-tune on JSONL streams (resumable checkpoints, metrics.jsonl)"},
     {"plot", cmd_plot, "draw the loss curves of a metrics.jsonl into a PNG"},
+    {"eval", cmd_eval, "measure a model on a task file (understanding, generation, editing, reconstruction)"},
 };
 
 static void print_usage(FILE *out) {
