@@ -44,13 +44,6 @@ int cmd_train(int argc, char **argv) {
         tuna_train_options_free(&o);
         return 2;
     }
-    int und_inference = 0;
-    if (!strcmp(o.und_layout, "inference")) und_inference = 1;
-    else if (strcmp(o.und_layout, "reference")) {
-        fprintf(stderr, "tuna train: und_layout must be reference or inference\n");
-        tuna_train_options_free(&o);
-        return 2;
-    }
 
     tuna_checkpoint *ck = NULL;
     tuna_config config;
@@ -89,7 +82,6 @@ int cmd_train(int argc, char **argv) {
     o.data.tokens = config.tokens;
     o.data.patch_size = config.patch_size;
     if (!o.data_noise_scale_set) o.data.noise_scale = (float)config.noise_scale;
-    o.data.und_inference_layout = und_inference;
     tuna_trainer_result result;
     if (tuna_trainer_run(&o.trainer, &params, &model, &o.data, &config, &result, &err) != TUNA_OK) goto fail;
     if (!o.trainer.quiet)

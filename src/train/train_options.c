@@ -52,7 +52,7 @@ static const opt_def defs[] = {
     {"mmu_noise_prob", OPT_FLOAT, OFF(data.und_noise_prob), "understanding: chance of a noisy t (0.1)"},
     {"mmu_noise_level", OPT_FLOAT, OFF(data.und_noise_level), "understanding: t = 1 - U(0, level) (0.1)"},
     {"noise_scale", OPT_SPECIAL, 0, "JiT noise std (the model's, 2.0)"},
-    {"und_layout", OPT_STRING, OFF(und_layout), "reference (CE on all, default) | inference (CE on assistant turns)"},
+    {"und_layout", OPT_SPECIAL, 0, "reference (CE on all, default) | inference (CE on assistant turns)"},
     {"queue_depth", OPT_INT, OFF(data.queue_depth), "micro-batches prepared ahead (4)"},
     {"freeze", OPT_SPECIAL, 0, "glob of parameter names to freeze (repeatable)"},
     {"train_only", OPT_SPECIAL, 0, "glob: train only matching parameters (repeatable)"},
@@ -74,7 +74,6 @@ void tuna_train_options_default(tuna_train_options *o) {
     o->trainer.output_dir = "outputs/train";
     o->trainer.save_bf16 = 1;
     tuna_data_config_default(&o->data);
-    o->und_layout = "reference";
 }
 
 void tuna_train_options_free(tuna_train_options *o) {
@@ -175,7 +174,11 @@ tuna_status tuna_train_options_set(tuna_train_options *o, const char *key_in, co
     }
     case OPT_SPECIAL: break;
     }
-    if (!strcmp(key, "lr_schedule")) {
+    if (!strcmp(key, "und_layout")) {
+        if (!strcmp(value, "reference")) o->data.und_inference_layout = 0;
+        else if (!strcmp(value, "inference")) o->data.und_inference_layout = 1;
+        else goto bad;
+    } else if (!strcmp(key, "lr_schedule")) {
         if (!strcmp(value, "constant")) o->trainer.optim.schedule = TUNA_LR_CONSTANT;
         else if (!strcmp(value, "cosine")) o->trainer.optim.schedule = TUNA_LR_COSINE;
         else goto bad;

@@ -17,7 +17,6 @@ typedef struct {
     const char *model;          /* -m / load_stage1_model: weights to start from */
     const char *tokenizer;      /* NULL: the bundled one */
     int threads;
-    const char *und_layout;     /* "reference" | "inference" */
     tuna_trainer_config trainer;
     tuna_data_config data;
     const char *freeze[TUNA_TRAIN_MAX_PATTERNS];
