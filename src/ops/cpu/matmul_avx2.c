@@ -49,35 +49,60 @@ static inline float hsum8(__m256 v) {
 
 /* ---- GEMV ---------------------------------------------------------------- */
 
-/* ROWS weight rows (n..n+ROWS) against MB rows of x (m..m+MB). */
-static inline __attribute__((always_inline)) void gemv_block(float *y, const float *x,
-                                                             const uint16_t *w, int kind,
-                                                             const float *bias, int64_t N,
-                                                             int64_t K, int64_t n, int64_t m,
-                                                             int rows, int mb) {
-    __m256 acc[4][3];
-    for (int r = 0; r < 4; r++)
-        for (int j = 0; j < 3; j++) acc[r][j] = _mm256_setzero_ps();
-    const uint16_t *wr[4];
-    for (int r = 0; r < 4; r++) wr[r] = w + (n + (r < rows ? r : 0)) * K;
-    const float *xr[3];
-    for (int j = 0; j < 3; j++) xr[j] = x + (m + (j < mb ? j : 0)) * K;
+/* 4 weight rows (n..n+4) against MB (1..3, a compile-time constant after
+ * inlining) rows of x. Accumulators are named scalars, not arrays, so they
+ * live in registers: 12 of them at MB=3. */
+static inline __attribute__((always_inline)) void gemv_block4(float *y, const float *x,
+                                                              const uint16_t *w, int kind,
+                                                              const float *bias, int64_t N,
+                                                              int64_t K, int64_t n, int64_t m,
+                                                              int mb) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
+    __m256 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
+    const uint16_t *w0 = w + n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+    const float *x0 = x + m * K, *x1 = x0 + (mb > 1 ? K : 0), *x2 = x0 + (mb > 2 ? 2 * K : 0);
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
-        __m256 xv[3];
-        for (int j = 0; j < mb; j++) xv[j] = _mm256_loadu_ps(xr[j] + k);
-        for (int r = 0; r < rows; r++) {
-            __m256 wv = load8_w16(wr[r] + k, kind);
-            for (int j = 0; j < mb; j++) acc[r][j] = _mm256_fmadd_ps(wv, xv[j], acc[r][j]);
+        __m256 v0 = load8_w16(w0 + k, kind), v1 = load8_w16(w1 + k, kind);
+        __m256 v2 = load8_w16(w2 + k, kind), v3 = load8_w16(w3 + k, kind);
+        __m256 xv = _mm256_loadu_ps(x0 + k);
+        a00 = _mm256_fmadd_ps(v0, xv, a00); a10 = _mm256_fmadd_ps(v1, xv, a10);
+        a20 = _mm256_fmadd_ps(v2, xv, a20); a30 = _mm256_fmadd_ps(v3, xv, a30);
+        if (mb > 1) {
+            xv = _mm256_loadu_ps(x1 + k);
+            a01 = _mm256_fmadd_ps(v0, xv, a01); a11 = _mm256_fmadd_ps(v1, xv, a11);
+            a21 = _mm256_fmadd_ps(v2, xv, a21); a31 = _mm256_fmadd_ps(v3, xv, a31);
+        }
+        if (mb > 2) {
+            xv = _mm256_loadu_ps(x2 + k);
+            a02 = _mm256_fmadd_ps(v0, xv, a02); a12 = _mm256_fmadd_ps(v1, xv, a12);
+            a22 = _mm256_fmadd_ps(v2, xv, a22); a32 = _mm256_fmadd_ps(v3, xv, a32);
         }
     }
-    for (int r = 0; r < rows; r++) {
-        for (int j = 0; j < mb; j++) {
-            float s = hsum8(acc[r][j]);
+    __m256 acc[3][4] = {{a00, a10, a20, a30}, {a01, a11, a21, a31}, {a02, a12, a22, a32}};
+    const uint16_t *wr[4] = {w0, w1, w2, w3};
+    const float *xr[3] = {x0, x1, x2};
+    for (int j = 0; j < mb; j++)
+        for (int r = 0; r < 4; r++) {
+            float s = hsum8(acc[j][r]);
             for (int64_t kk = k; kk < K; kk++) s += w16_to_f32(wr[r][kk], kind) * xr[j][kk];
             if (bias) s += bias[n + r];
             y[(m + j) * N + n + r] = s;
         }
+}
+
+/* One weight row against every row of x (tail rows of the N range). */
+static void gemv_row1(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
+                      int64_t M, int64_t N, int64_t K, int64_t n) {
+    const uint16_t *wr = w + n * K;
+    for (int64_t m = 0; m < M; m++) {
+        const float *xr = x + m * K;
+        __m256 a = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8) a = _mm256_fmadd_ps(load8_w16(wr + k, kind), _mm256_loadu_ps(xr + k), a);
+        float s = hsum8(a);
+        for (; k < K; k++) s += w16_to_f32(wr[k], kind) * xr[k];
+        y[m * N + n] = s + (bias ? bias[n] : 0.0f);
     }
 }
 
@@ -86,20 +111,16 @@ static inline __attribute__((always_inline)) void gemv_kind(float *y, const floa
                                                             const float *bias, int64_t M,
                                                             int64_t N, int64_t K, int64_t n_begin,
                                                             int64_t n_end) {
-    for (int64_t n = n_begin; n < n_end; n += 4) {
-        int rows = n_end - n >= 4 ? 4 : (int)(n_end - n);
+    int64_t n = n_begin;
+    for (; n + 4 <= n_end; n += 4) {
         for (int64_t m = 0; m < M; m += 3) {
-            int mb = M - m >= 3 ? 3 : (int)(M - m);
-            /* constant (rows, mb) pairs so the compiler unrolls each case */
-            if (rows == 4) {
-                if (mb == 3) gemv_block(y, x, w, kind, bias, N, K, n, m, 4, 3);
-                else if (mb == 2) gemv_block(y, x, w, kind, bias, N, K, n, m, 4, 2);
-                else gemv_block(y, x, w, kind, bias, N, K, n, m, 4, 1);
-            } else {
-                gemv_block(y, x, w, kind, bias, N, K, n, m, rows, mb);
-            }
+            int64_t mb = M - m;
+            if (mb >= 3) gemv_block4(y, x, w, kind, bias, N, K, n, m, 3);
+            else if (mb == 2) gemv_block4(y, x, w, kind, bias, N, K, n, m, 2);
+            else gemv_block4(y, x, w, kind, bias, N, K, n, m, 1);
         }
     }
+    for (; n < n_end; n++) gemv_row1(y, x, w, kind, bias, M, N, K, n);
 }
 
 void tuna_gemv_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
@@ -115,8 +136,9 @@ void tuna_gemv_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, c
 enum {
     GEMM_MR = 16,  /* rows of y per micro-tile (2 x 8 lanes) */
     GEMM_NR = 6,   /* columns of y per micro-tile */
-    GEMM_KC = 256, /* K block */
+    GEMM_KC = 128, /* K block */
     GEMM_NC = 96,  /* columns whose widened weights share the L2 buffer */
+    GEMM_NO = 512, /* columns whose y^T accumulator ct is kept across the K loop */
 };
 
 /* Widen W[n0..n0+nc)[k0..k0+kc) into wf[nc][kc] (row stride kc). */
@@ -152,9 +174,9 @@ static void pack_x(float *xt, const float *x, int64_t M, int64_t K, int64_t k0, 
     }
 }
 
-/* acc (16 x 6) = sum_k xT[k][0..16) * wf[r][k];  then y[m][n0+r] += acc, m < mvalid, r < nr. */
-static void micro_kernel(float *y, int64_t N, const float *xt, const float *wf, int64_t wstride,
-                         int kc, int64_t m0, int mvalid, int64_t n0, int nr) {
+/* acc (16 x 6) = sum_k xT[k][0..16) * wf[r][k];  then ct[r][0..16) += acc_r for r < nr. */
+static void micro_kernel(float *ct, int64_t ctstride, const float *xt, const float *wf,
+                         int64_t wstride, int kc, int nr) {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -178,53 +200,60 @@ static void micro_kernel(float *y, int64_t N, const float *xt, const float *wf, 
         b = _mm256_broadcast_ss(w4 + k); c40 = _mm256_fmadd_ps(a0, b, c40); c41 = _mm256_fmadd_ps(a1, b, c41);
         b = _mm256_broadcast_ss(w5 + k); c50 = _mm256_fmadd_ps(a0, b, c50); c51 = _mm256_fmadd_ps(a1, b, c51);
     }
-    float tile[GEMM_NR][GEMM_MR] __attribute__((aligned(32)));
-    _mm256_store_ps(tile[0], c00); _mm256_store_ps(tile[0] + 8, c01);
-    _mm256_store_ps(tile[1], c10); _mm256_store_ps(tile[1] + 8, c11);
-    _mm256_store_ps(tile[2], c20); _mm256_store_ps(tile[2] + 8, c21);
-    _mm256_store_ps(tile[3], c30); _mm256_store_ps(tile[3] + 8, c31);
-    _mm256_store_ps(tile[4], c40); _mm256_store_ps(tile[4] + 8, c41);
-    _mm256_store_ps(tile[5], c50); _mm256_store_ps(tile[5] + 8, c51);
-    for (int i = 0; i < mvalid; i++) {
-        float *yr = y + (m0 + i) * N + n0;
-        for (int r = 0; r < nr; r++) yr[r] += tile[r][i];
-    }
+    /* ct is y transposed, [n][mpad]: whole vectors, no scatter */
+    float *t0 = ct, *t1 = ct + (nr > 1 ? 1 : 0) * ctstride, *t2 = ct + (nr > 2 ? 2 : 0) * ctstride;
+    float *t3 = ct + (nr > 3 ? 3 : 0) * ctstride, *t4 = ct + (nr > 4 ? 4 : 0) * ctstride;
+    float *t5 = ct + (nr > 5 ? 5 : 0) * ctstride;
+    _mm256_store_ps(t0, _mm256_add_ps(_mm256_load_ps(t0), c00)); _mm256_store_ps(t0 + 8, _mm256_add_ps(_mm256_load_ps(t0 + 8), c01));
+    if (nr > 5) { _mm256_store_ps(t5, _mm256_add_ps(_mm256_load_ps(t5), c50)); _mm256_store_ps(t5 + 8, _mm256_add_ps(_mm256_load_ps(t5 + 8), c51)); }
+    if (nr > 4) { _mm256_store_ps(t4, _mm256_add_ps(_mm256_load_ps(t4), c40)); _mm256_store_ps(t4 + 8, _mm256_add_ps(_mm256_load_ps(t4 + 8), c41)); }
+    if (nr > 3) { _mm256_store_ps(t3, _mm256_add_ps(_mm256_load_ps(t3), c30)); _mm256_store_ps(t3 + 8, _mm256_add_ps(_mm256_load_ps(t3 + 8), c31)); }
+    if (nr > 2) { _mm256_store_ps(t2, _mm256_add_ps(_mm256_load_ps(t2), c20)); _mm256_store_ps(t2 + 8, _mm256_add_ps(_mm256_load_ps(t2 + 8), c21)); }
+    if (nr > 1) { _mm256_store_ps(t1, _mm256_add_ps(_mm256_load_ps(t1), c10)); _mm256_store_ps(t1 + 8, _mm256_add_ps(_mm256_load_ps(t1 + 8), c11)); }
 }
 
 int tuna_gemm_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
                        int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end) {
-    int64_t panels = (M + GEMM_MR - 1) / GEMM_MR;
-    size_t xt_bytes = (size_t)panels * GEMM_KC * GEMM_MR * sizeof(float);
-    size_t wf_bytes = (size_t)GEMM_NC * GEMM_KC * sizeof(float);
-    float *xt = aligned_alloc(64, xt_bytes);
-    float *wf = aligned_alloc(64, wf_bytes);
-    if (!xt || !wf) {
+    int64_t panels = (M + GEMM_MR - 1) / GEMM_MR, mpad = panels * GEMM_MR;
+    float *xt = aligned_alloc(64, (size_t)panels * GEMM_KC * GEMM_MR * sizeof(float));
+    float *wf = aligned_alloc(64, (size_t)GEMM_NC * GEMM_KC * sizeof(float));
+    float *ct = aligned_alloc(64, (size_t)GEMM_NO * (size_t)mpad * sizeof(float));
+    if (!xt || !wf || !ct) {
         free(xt);
         free(wf);
+        free(ct);
         return -1;
     }
-    for (int64_t m = 0; m < M; m++) {
-        float *yr = y + m * N;
-        for (int64_t n = n_begin; n < n_end; n++) yr[n] = bias ? bias[n] : 0.0f;
-    }
-    for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
-        int kc = K - k0 >= GEMM_KC ? GEMM_KC : (int)(K - k0);
-        pack_x(xt, x, M, K, k0, kc);
-        for (int64_t nb = n_begin; nb < n_end; nb += GEMM_NC) {
-            int nc = n_end - nb >= GEMM_NC ? GEMM_NC : (int)(n_end - nb);
-            widen_block(wf, w, kind, K, nb, nc, k0, kc);
-            for (int64_t p = 0; p < panels; p++) {
-                int64_t m0 = p * GEMM_MR;
-                int mvalid = M - m0 >= GEMM_MR ? GEMM_MR : (int)(M - m0);
-                const float *xp = xt + p * (int64_t)kc * GEMM_MR;
+    /* outer blocks of GEMM_NO columns: ct (y^T for them) stays in L2/L3 */
+    for (int64_t no = n_begin; no < n_end; no += GEMM_NO) {
+        int64_t ncols = n_end - no < GEMM_NO ? n_end - no : GEMM_NO;
+        for (int64_t c = 0; c < ncols; c++) {
+            float b = bias ? bias[no + c] : 0.0f;
+            for (int64_t m = 0; m < mpad; m++) ct[c * mpad + m] = b;
+        }
+        for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
+            int kc = K - k0 >= GEMM_KC ? GEMM_KC : (int)(K - k0);
+            pack_x(xt, x, M, K, k0, kc);
+            for (int64_t nb = 0; nb < ncols; nb += GEMM_NC) {
+                int nc = ncols - nb >= GEMM_NC ? GEMM_NC : (int)(ncols - nb);
+                widen_block(wf, w, kind, K, no + nb, nc, k0, kc);
+                /* a strip of 6 widened weight rows stays in L1 while the xT
+                 * panels stream past it as one long sequential read */
                 for (int s = 0; s < nc; s += GEMM_NR) {
                     int nr = nc - s >= GEMM_NR ? GEMM_NR : nc - s;
-                    micro_kernel(y, N, xp, wf + (int64_t)s * kc, kc, kc, m0, mvalid, nb + s, nr);
+                    for (int64_t p = 0; p < panels; p++)
+                        micro_kernel(ct + (nb + s) * mpad + p * GEMM_MR, mpad,
+                                     xt + p * (int64_t)kc * GEMM_MR, wf + (int64_t)s * kc, kc, kc, nr);
                 }
             }
+        }
+        for (int64_t m = 0; m < M; m++) {
+            float *yr = y + m * N + no;
+            for (int64_t c = 0; c < ncols; c++) yr[c] = ct[c * mpad + m];
         }
     }
     free(xt);
     free(wf);
+    free(ct);
     return 0;
 }
