@@ -45,6 +45,7 @@
 #include <pthread.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct {
     const char *model_dir;
@@ -85,6 +86,15 @@ static int argmax(const float *x, int n) {
     for (int i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;
     return best;
+}
+
+/* The 1-minute load average: the machine may be shared, and every figure
+ * depends on how many cores other processes take. */
+static void print_load(const char *when, const tuna_threads *pool) {
+    double load[1];
+    if (getloadavg(load, 1) == 1)
+        printf("%s: load average %.2f (1 min) on %ld cores, %d threads here; OMP_WAIT_POLICY=%s\n", when, load[0],
+               sysconf(_SC_NPROCESSORS_ONLN), pool->count, getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
 }
 
 /* ---- engine figures ----------------------------------------------------- */
@@ -250,6 +260,7 @@ static int run_speed(const options *o) {
            c->hidden_size, c->llm.num_layers, c->llm.num_heads, c->llm.num_kv_heads, c->llm.intermediate_size,
            c->vocab_size, tuna_dtype_name(m.lm_head->dtype), c->head.num_layers);
 
+    print_load("start", &pool);
     figures f = {0};
     size_t bw_bytes = (size_t)1 << 30;
     f.bandwidth_gbs = bench_memory_bandwidth(&pool, bw_bytes);
@@ -274,6 +285,7 @@ static int run_speed(const options *o) {
     else
         ref = run_reference(o, pool.count);
 
+    print_load("end", &pool);
     printf("\n| %-44s | %10s | %10s | %8s |\n", "figure", "ours", "reference", "ratio");
     printf("|%s|%s|%s|%s|\n", "----------------------------------------------", "------------",
            "------------", "----------");
@@ -348,6 +360,7 @@ static int run_memory(const options *o) {
     tuna_threads pool;
     tuna_threads_init(&pool, o->threads);
     tuna_error err;
+    print_load("start", &pool);
     print_memory("at start:");
     tuna_model m;
     if (tuna_model_load(o->model_dir, &m, &err)) die(o->model_dir, &err);
@@ -415,6 +428,7 @@ static int run_memory(const options *o) {
     pthread_join(sampler_thread, NULL);
     printf("  prefill + %d decoded tokens in %.2f s\n", reply_tokens, dt);
     print_memory("after the run:");
+    print_load("end", &pool);
 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
