@@ -21,6 +21,15 @@ static inline double bench_now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* CPU seconds used by every thread of the process (user + system). On a
+ * shared machine, cpu / (wall * threads) tells how much of the requested
+ * cores a measurement actually got. */
+static inline double bench_cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static inline void *bench_alloc(size_t bytes) {
     void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     if (!p) {

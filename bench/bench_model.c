@@ -101,6 +101,7 @@ static void print_load(const char *when, const tuna_threads *pool) {
 
 typedef struct {
     double prefill_tok_s, decode_tok_s, gen_step_s;
+    double prefill_cpu, decode_cpu, gen_cpu; /* CPU time / (wall time * threads) */
     double bandwidth_gbs, decode_bytes, roofline_tok_s, kv_bytes_last;
 } figures;
 
@@ -138,15 +139,16 @@ static void measure_text(const tuna_model *m, const options *o, const tuna_threa
         tuna_kv_cache_truncate(&cache, 0);
         tuna_forward_request rq = {.sequence = &seq, .cache = &cache, .row_begin = 0, .row_end = P,
                                    .logits_mode = TUNA_LOGITS_LAST, .logits = logits};
-        double t0 = bench_now();
+        double t0 = bench_now(), c0 = bench_cpu_seconds();
         if (tuna_model_forward(m, &rq, 1, pool, &err)) die("prefill", &err);
         double dt = bench_now() - t0;
-        if (dt < best) best = dt;
+        if (dt < best) best = dt, f->prefill_cpu = (bench_cpu_seconds() - c0) / (dt * pool->count);
     }
     f->prefill_tok_s = P / best;
-    printf("prefill: %d tokens in %.3f s = %.1f tokens/s (best of 2)\n", P, best, f->prefill_tok_s);
+    printf("prefill: %d tokens in %.3f s = %.1f tokens/s (best of 2; CPU use %.0f%% of %d threads)\n", P, best,
+           f->prefill_tok_s, 100 * f->prefill_cpu, pool->count);
 
-    double t0 = bench_now();
+    double t0 = bench_now(), c0 = bench_cpu_seconds();
     for (int i = 0; i < D; i++) {
         ids[P + i] = argmax(logits, c->vocab_size);
         seq.length = P + i + 1;
@@ -156,8 +158,10 @@ static void measure_text(const tuna_model *m, const options *o, const tuna_threa
     }
     double dt = bench_now() - t0;
     f->decode_tok_s = D / dt;
+    f->decode_cpu = (bench_cpu_seconds() - c0) / (dt * pool->count);
     f->kv_bytes_last = 2.0 * c->llm.num_layers * (double)total * cache.llm_row * sizeof(float);
-    printf("decode: %d tokens after the prefill in %.3f s = %.2f tokens/s\n", D, dt, f->decode_tok_s);
+    printf("decode: %d tokens after the prefill in %.3f s = %.2f tokens/s (CPU use %.0f%%)\n", D, dt, f->decode_tok_s,
+           100 * f->decode_cpu);
     tuna_kv_cache_free(&cache);
     free(ids);
     free(logits);
@@ -191,12 +195,13 @@ static void measure_generation(const tuna_model *m, const options *o, const tuna
                               .uncond_length = uncond_len, .height = o->gen_size, .width = o->gen_size,
                               .steps = o->gen_steps, .cfg_scale = 4.0f, .progress = on_step, .progress_ctx = &times};
     tuna_error err;
-    double t0 = bench_now();
+    double t0 = bench_now(), c0 = bench_cpu_seconds();
     if (tuna_generate(m, &p, z, pool, &err)) die("generate", &err);
     double total = bench_now() - t0;
+    f->gen_cpu = (bench_cpu_seconds() - c0) / (total * pool->count);
     f->gen_step_s = times.sum / times.count;
-    printf("generation %dx%d, CFG, %d steps: %.3f s per step (mean), %.3f s in all with the prefix\n", o->gen_size,
-           o->gen_size, o->gen_steps, f->gen_step_s, total);
+    printf("generation %dx%d, CFG, %d steps: %.3f s per step (mean), %.3f s in all with the prefix (CPU use %.0f%%)\n",
+           o->gen_size, o->gen_size, o->gen_steps, f->gen_step_s, total, 100 * f->gen_cpu);
     free(cond);
     free(uncond);
     free(z);
@@ -237,13 +242,18 @@ static double json_number(const cJSON *j, const char *key) {
     return cJSON_IsNumber(v) ? v->valuedouble : 0.0;
 }
 
-/* ratio > 1: ours is better (higher rate, or fewer seconds) */
-static void table_row(const char *figure, double ours, double ref, int lower_is_better) {
+/* ratio > 1: ours is better (higher rate, or fewer seconds). The last column
+ * is the share of the requested cores each side got while measuring. */
+static void table_row(const char *figure, double ours, double ref, int lower_is_better, double ours_cpu,
+                      double ref_cpu) {
+    char cpu[32];
+    if (ref_cpu > 0) snprintf(cpu, sizeof cpu, "%3.0f%% / %3.0f%%", 100 * ours_cpu, 100 * ref_cpu);
+    else snprintf(cpu, sizeof cpu, "%3.0f%% / -", 100 * ours_cpu);
     if (ref > 0) {
         double ratio = lower_is_better ? ref / ours : ours / ref;
-        printf("| %-44s | %10.3f | %10.3f | %7.2fx |\n", figure, ours, ref, ratio);
+        printf("| %-44s | %10.3f | %10.3f | %7.2fx | %-11s |\n", figure, ours, ref, ratio, cpu);
     } else {
-        printf("| %-44s | %10.3f | %10s | %8s |\n", figure, ours, "-", "-");
+        printf("| %-44s | %10.3f | %10s | %8s | %-11s |\n", figure, ours, "-", "-", cpu);
     }
 }
 
@@ -286,21 +296,25 @@ static int run_speed(const options *o) {
         ref = run_reference(o, pool.count);
 
     print_load("end", &pool);
-    printf("\n| %-44s | %10s | %10s | %8s |\n", "figure", "ours", "reference", "ratio");
-    printf("|%s|%s|%s|%s|\n", "----------------------------------------------", "------------",
-           "------------", "----------");
+    printf("\n| %-44s | %10s | %10s | %8s | %-11s |\n", "figure", "ours", "reference", "ratio", "CPU use");
+    printf("|%s|%s|%s|%s|%s|\n", "----------------------------------------------", "------------",
+           "------------", "----------", "-------------");
     char label[128];
     snprintf(label, sizeof label, "prefill tokens/s (%d tokens, last logits)", o->prompt);
-    table_row(label, f.prefill_tok_s, json_number(ref, "prefill_tok_s"), 0);
+    table_row(label, f.prefill_tok_s, json_number(ref, "prefill_tok_s"), 0, f.prefill_cpu,
+              json_number(ref, "prefill_cpu"));
     table_row("  vs reference module forward (all logits)", f.prefill_tok_s, json_number(ref, "prefill_module_tok_s"),
-              0);
-    table_row("decode tokens/s (reference with a KV cache)", f.decode_tok_s, json_number(ref, "decode_kv_tok_s"), 0);
-    table_row("decode tokens/s (reference: full recompute)", f.decode_tok_s, json_number(ref, "decode_full_tok_s"), 0);
+              0, f.prefill_cpu, json_number(ref, "prefill_module_cpu"));
+    table_row("decode tokens/s (reference with a KV cache)", f.decode_tok_s, json_number(ref, "decode_kv_tok_s"), 0,
+              f.decode_cpu, json_number(ref, "decode_kv_cpu"));
+    table_row("decode tokens/s (reference: full recompute)", f.decode_tok_s, json_number(ref, "decode_full_tok_s"), 0,
+              f.decode_cpu, json_number(ref, "decode_full_cpu"));
     snprintf(label, sizeof label, "seconds per generation step %dx%d, CFG", o->gen_size, o->gen_size);
-    table_row(label, f.gen_step_s, json_number(ref, "gen_step_s"), 1);
-    printf("| %-44s | %9.0f%% | %10s | %8s |\n", "decode / bandwidth roofline", 100.0 * f.decode_tok_s / f.roofline_tok_s,
-           "", "");
-    printf("(ratio: ours / reference for rates, reference / ours for seconds; >1 = ours faster."
+    table_row(label, f.gen_step_s, json_number(ref, "gen_step_s"), 1, f.gen_cpu, json_number(ref, "gen_cpu"));
+    printf("| %-44s | %9.0f%% | %10s | %8s | %-11s |\n", "decode / bandwidth roofline",
+           100.0 * f.decode_tok_s / f.roofline_tok_s, "", "", "");
+    printf("(ratio: ours / reference for rates, reference / ours for seconds; >1 = ours faster. CPU use: CPU time /"
+           " (wall time x threads), ours / reference: below 100%% = other processes took cores."
            " Reference: torch %s, f32 compute, %d threads.)\n",
            ref ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ref, "torch")) : "-", pool.count);
     cJSON_Delete(ref);
