@@ -219,7 +219,7 @@ static cJSON *run_reference(const options *o, int threads) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "python3 tools/bench_reference.py '%s' --threads %d --prompt %d --decode %d --full-decode %d "
-             "--gen-size %d --gen-steps %d --gen-text %d --gen-uncond-text %d",
+             "--gen-size %d --gen-steps %d --gen-text %d --gen-uncond-text %d --check",
              o->model_dir, threads, o->prompt, o->decode, o->full_decode, o->gen_size, o->gen_steps, o->gen_text,
              o->gen_uncond_text);
     printf("\nreference: %s\n", cmd);

@@ -122,6 +122,20 @@ def llm_cached(model: ref.Tuna2, ids, cache: KVCache) -> torch.Tensor:
     return model.tuna.lm_head(hidden)[0]
 
 
+@torch.no_grad()
+def check_llm_cached(model: ref.Tuna2, n: int = 24) -> float:
+    """Max |logits| difference between llm_cached (prefill of 2n/3 rows, then
+    one row at a time) and the module's full forward, relative to max |logits|."""
+    ids = prompt_ids(n)
+    full = model(ids, run_head=False)["logits"]
+    cache = KVCache(model.cfg, n)
+    split = 2 * n // 3
+    worst = float((llm_cached(model, ids[:split], cache) - full[split - 1]).abs().max())
+    for i in range(split, n):
+        worst = max(worst, float((llm_cached(model, [ids[i]], cache) - full[i]).abs().max()))
+    return worst / float(full.abs().max())
+
+
 class Timer:
     """Wall seconds and the share of the requested cores the process got:
     CPU time of all its threads / (wall time * threads)."""
@@ -160,6 +174,8 @@ def main() -> None:
     ap.add_argument("--gen-steps", type=int, default=2)
     ap.add_argument("--gen-text", type=int, default=32, help="conditional caption tokens")
     ap.add_argument("--gen-uncond-text", type=int, default=8)
+    ap.add_argument("--check", action="store_true",
+                    help="first check llm_cached against Tuna2.forward on 24 tokens (exit 1 if they differ)")
     ap.add_argument("--skip", default="", help="comma list of figures to skip: prefill,decode,full,gen")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -171,6 +187,13 @@ def main() -> None:
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "dtype": "f32",
            "load_s": round(time.perf_counter() - t0, 2), "prompt": args.prompt}
     log(f"loaded {args.model_dir} in {out['load_s']} s, threads={out['threads']}")
+
+    if args.check:
+        rel = check_llm_cached(model)
+        log(f"llm_cached vs Tuna2.forward: max relative logits difference {rel:.2e}")
+        if rel > 1e-4:
+            sys.exit(1)
+        out["check_rel_diff"] = rel
 
     ids = prompt_ids(args.prompt)
     if "prefill" not in skip:
