@@ -481,7 +481,7 @@ static int int_arg(int argc, char **argv, int *i) {
 
 int main(int argc, char **argv) {
     options o = {.threads = 0, .prompt = 512, .decode = 64, .full_decode = 4, .gen_size = 256, .gen_steps = 3,
-                 .gen_text = 32, .gen_uncond_text = 8, .reference = 1, .image = 512, .text_words = 1000,
+                 .gen_text = 32, .gen_uncond_text = 8, .reference = 1, .image = 512, .text_words = 991,
                  .tokenizer = "../shared/tokenizer/tuna2/tokenizer.json"};
     int decode_given = 0;
     for (int i = 1; i < argc; i++) {
