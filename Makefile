@@ -57,7 +57,7 @@ $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libtuna.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(BUILD)/libtuna.a $(LDFLAGS) $(LDLIBS) -o $@
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libtuna.a
+$(BUILD)/bench/%: bench/%.c bench/bench_common.h $(BUILD)/libtuna.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Ibench $(CFLAGS) $< $(BUILD)/libtuna.a $(LDFLAGS) $(LDLIBS) -o $@
 

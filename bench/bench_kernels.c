@@ -12,86 +12,26 @@
 #include "core/threads.h"
 #include "ops/ops.h"
 
+#include "bench_common.h"
+
 #include <cblas.h>
-#include <immintrin.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void *xalloc(size_t bytes) {
-    void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-    if (!p) {
-        fprintf(stderr, "bench: out of memory (%zu bytes)\n", bytes);
-        exit(1);
-    }
-    return p;
-}
-
-/* ---- memory bandwidth: streaming read, summed so it cannot be elided ---- */
-typedef struct {
-    const float *buf;
-    double sums[64];
-} bw_job;
-
-/* Each thread reads its chunk as 8 interleaved sequential streams: one stream
- * per core leaves the memory system idle between misses (a GEMV reading
- * several weight rows at once would beat such a "roofline"). */
-enum { BW_STREAMS = 8 };
-static void bw_range(void *ctx, long begin, long end) {
-    bw_job *j = ctx;
-    long len = (end - begin) / BW_STREAMS; /* units of 32 floats per stream */
-    const float *base[BW_STREAMS];
-    for (int s = 0; s < BW_STREAMS; s++) base[s] = j->buf + (begin + s * len) * 32;
-    __m256 a[BW_STREAMS];
-    for (int s = 0; s < BW_STREAMS; s++) a[s] = _mm256_setzero_ps();
-    for (long i = 0; i < len * 32; i += 32)
-        for (int s = 0; s < BW_STREAMS; s++) {
-            const float *p = base[s] + i;
-            a[s] = _mm256_add_ps(a[s], _mm256_add_ps(_mm256_add_ps(_mm256_load_ps(p), _mm256_load_ps(p + 8)),
-                                                     _mm256_add_ps(_mm256_load_ps(p + 16), _mm256_load_ps(p + 24))));
-        }
-    __m256 t = a[0];
-    for (int s = 1; s < BW_STREAMS; s++) t = _mm256_add_ps(t, a[s]);
-    float out[8];
-    _mm256_storeu_ps(out, t);
-    j->sums[begin % 64] += out[0] + out[7];
-}
-
-static double measure_bandwidth(const tuna_threads *pool, size_t bytes) {
-    size_t n = bytes / sizeof(float);
-    float *buf = xalloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
-    bw_job job = {.buf = buf};
-    double best = 1e30;
-    for (int rep = 0; rep < 5; rep++) {
-        double t0 = now();
-        tuna_parallel_for(pool, (long)(n / 32), bw_range, &job);
-        double dt = now() - t0;
-        if (dt < best) best = dt;
-    }
-    free(buf);
-    return (double)bytes / best / 1e9;
-}
-
 /* ---- matmul ---- */
 static double time_matmul(float *y, const float *x, const tuna_tensor *w, int64_t M, int64_t K,
                           const tuna_threads *pool, int reps) {
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (tuna_matmul_forward(y, x, w, NULL, M, K, pool, NULL) != TUNA_OK) {
             fprintf(stderr, "matmul failed\n");
             exit(1);
         }
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if (dt < best) best = dt;
     }
     return best;
@@ -101,10 +41,10 @@ static double time_sgemm(float *y, const float *x, const float *w, int64_t M, in
                          int reps) {
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x,
                     (int)K, w, (int)K, 0.0f, y, (int)N);
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if (dt < best) best = dt;
     }
     return best;
@@ -119,7 +59,7 @@ int main(int argc, char **argv) {
 
     /* memory bandwidth on a buffer much larger than the 32 MB L3 */
     size_t bw_bytes = quick ? (size_t)128 << 20 : (size_t)1 << 30;
-    double bw = measure_bandwidth(&pool, bw_bytes);
+    double bw = bench_memory_bandwidth(&pool, bw_bytes);
     printf("\nmemory read bandwidth: %.1f GB/s (streaming sum, 8 streams per thread, over %zu MB, best of 5)\n", bw,
            bw_bytes >> 20);
 
@@ -134,8 +74,8 @@ int main(int argc, char **argv) {
     for (int s = 0; s < 2; s++) {
         int64_t N = shapes[s][0], K = shapes[s][1];
         if (quick) N /= 4;
-        float *wf = xalloc((size_t)(N * K) * sizeof(float));
-        uint16_t *wb = xalloc((size_t)(N * K) * sizeof(uint16_t));
+        float *wf = bench_alloc((size_t)(N * K) * sizeof(float));
+        uint16_t *wb = bench_alloc((size_t)(N * K) * sizeof(uint16_t));
         tuna_rng_fill_normal(&rng, wf, (long)(N * K), 0.0f, 0.02f);
         for (int64_t i = 0; i < N * K; i++) wb[i] = tuna_f32_to_bf16(wf[i]);
         int64_t shape[2] = {N, K};
@@ -145,14 +85,14 @@ int main(int argc, char **argv) {
         for (int mi = 0; mi < 3; mi++) {
             int64_t M = Ms[mi];
             if (quick && M > 64) M = 128;
-            float *x = xalloc((size_t)(M * K) * sizeof(float));
-            float *y = xalloc((size_t)(M * N) * sizeof(float));
+            float *x = bench_alloc((size_t)(M * K) * sizeof(float));
+            float *y = bench_alloc((size_t)(M * N) * sizeof(float));
             tuna_rng_fill_normal(&rng, x, (long)(M * K), 0.0f, 1.0f);
             int reps = M == 1 ? 50 : M <= 64 ? 8 : 3;
             double flop = 2.0 * (double)M * (double)N * (double)K;
             /* the machine may be shared: re-measure the bandwidth right before
              * the decode GEMV so the roofline fraction compares like with like */
-            double bw_now = M == 1 ? measure_bandwidth(&pool, bw_bytes / 4) : bw;
+            double bw_now = M == 1 ? bench_memory_bandwidth(&pool, bw_bytes / 4) : bw;
             double tb16 = time_matmul(y, x, &tb, M, K, &pool, reps);
             double tf32 = time_matmul(y, x, &tf, M, K, &pool, reps);
             double tbl = time_sgemm(y, x, wf, M, N, K, reps);
@@ -181,10 +121,10 @@ int main(int argc, char **argv) {
     for (int li = 0; li < 2; li++) {
         int64_t L = quick ? Ls[li] / 4 : Ls[li];
         int Hq = 28, Hkv = 4, D = 128;
-        float *q = xalloc((size_t)(L * Hq * D) * sizeof(float));
-        float *k = xalloc((size_t)(L * Hkv * D) * sizeof(float));
-        float *v = xalloc((size_t)(L * Hkv * D) * sizeof(float));
-        float *o = xalloc((size_t)(L * Hq * D) * sizeof(float));
+        float *q = bench_alloc((size_t)(L * Hq * D) * sizeof(float));
+        float *k = bench_alloc((size_t)(L * Hkv * D) * sizeof(float));
+        float *v = bench_alloc((size_t)(L * Hkv * D) * sizeof(float));
+        float *o = bench_alloc((size_t)(L * Hq * D) * sizeof(float));
         tuna_rng_fill_normal(&rng, q, (long)(L * Hq * D), 0.0f, 1.0f);
         tuna_rng_fill_normal(&rng, k, (long)(L * Hkv * D), 0.0f, 1.0f);
         tuna_rng_fill_normal(&rng, v, (long)(L * Hkv * D), 0.0f, 1.0f);
@@ -200,9 +140,9 @@ int main(int argc, char **argv) {
         double flop = 4.0 * D * pairs * Hq;
         double best = 1e30;
         for (int r = 0; r < (L > 2048 ? 1 : 3); r++) {
-            double t0 = now();
+            double t0 = bench_now();
             tuna_attention_forward(o, NULL, q, k, v, &p, &pool, NULL);
-            double dt = now() - t0;
+            double dt = bench_now() - t0;
             if (dt < best) best = dt;
         }
         printf("  L=%5lld: %8.3f s  %9.0f tokens/s  %6.1f GFLOP/s\n", (long long)L, best,
