@@ -52,31 +52,65 @@ typedef struct {
     float *fmod, *fh, *fn, *f_rstd, *fm, *head_out;
     /* backward scratch */
     float *dx, *da, *dq, *dk, *dv, *dk_pre, *datt, *dgate, *dup, *dtmp, *dtemb, *dsilu_temb, *dmod;
-    void **owned;
-    int owned_count, owned_capacity;
+    tuna_train_workspace *ws;   /* owned by the call when the caller gave none */
+    int own_ws;
     int failed;
 } train_state;
 
-/* ---- memory: every buffer registered once, freed together --------------- */
+/* ---- memory ------------------------------------------------------------------
+ * Buffers are handed out in a fixed order each step; the workspace keeps them,
+ * so a step on a sequence no longer than the last reuses the same memory. */
 
+struct tuna_train_workspace {
+    float **blocks;
+    size_t *sizes;   /* floats in each block */
+    int count, capacity;
+    int next;        /* the block the next request gets */
+};
+
+tuna_train_workspace *tuna_train_workspace_create(void) { return calloc(1, sizeof(tuna_train_workspace)); }
+
+void tuna_train_workspace_free(tuna_train_workspace *ws) {
+    if (!ws) return;
+    for (int i = 0; i < ws->count; i++) free(ws->blocks[i]);
+    free(ws->blocks);
+    free(ws->sizes);
+    free(ws);
+}
+
+/* A zeroed buffer of n floats. */
 static float *buffer(train_state *st, size_t n) {
+    tuna_train_workspace *ws = st->ws;
     if (st->failed) return NULL;
-    if (st->owned_count == st->owned_capacity) {
-        int capacity = st->owned_capacity ? 2 * st->owned_capacity : 256;
-        void **grown = realloc(st->owned, sizeof *grown * (size_t)capacity);
-        if (!grown) { st->failed = 1; return NULL; }
-        st->owned = grown;
-        st->owned_capacity = capacity;
+    if (n == 0) n = 1;
+    if (ws->next == ws->capacity) {
+        int capacity = ws->capacity ? 2 * ws->capacity : 256;
+        float **blocks = realloc(ws->blocks, sizeof *blocks * (size_t)capacity);
+        if (blocks) ws->blocks = blocks;
+        size_t *sizes = realloc(ws->sizes, sizeof *sizes * (size_t)capacity);
+        if (sizes) ws->sizes = sizes;
+        if (!blocks || !sizes) { st->failed = 1; return NULL; }
+        ws->capacity = capacity;
     }
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) { st->failed = 1; return NULL; }
-    st->owned[st->owned_count++] = p;
-    return p;
+    int i = ws->next;
+    if (i == ws->count) {
+        ws->blocks[i] = NULL;
+        ws->sizes[i] = 0;
+        ws->count++;
+    }
+    if (ws->sizes[i] < n) {
+        free(ws->blocks[i]);
+        ws->blocks[i] = malloc(n * sizeof(float));
+        ws->sizes[i] = ws->blocks[i] ? n : 0;
+        if (!ws->blocks[i]) { st->failed = 1; return NULL; }
+    }
+    ws->next++;
+    memset(ws->blocks[i], 0, n * sizeof(float));
+    return ws->blocks[i];
 }
 
 static void free_state(train_state *st) {
-    for (int i = 0; i < st->owned_count; i++) free(st->owned[i]);
-    free(st->owned);
+    if (st->own_ws) tuna_train_workspace_free(st->ws);
     free(st->llm);
     free(st->head);
     tuna_rope_plan_free(&st->llm_rope);
@@ -615,8 +649,19 @@ static tuna_status setup(train_state *st, tuna_error *err) {
 tuna_status tuna_model_loss_and_gradients(const tuna_model *model, const tuna_model *gradients,
                                           const tuna_train_example *ex, float loss_scale, float *const *x_pred_out,
                                           const tuna_threads *pool, tuna_losses *losses, tuna_error *err) {
+    return tuna_model_loss_and_gradients_ws(model, gradients, ex, loss_scale, x_pred_out, pool, NULL, losses, err);
+}
+
+tuna_status tuna_model_loss_and_gradients_ws(const tuna_model *model, const tuna_model *gradients,
+                                             const tuna_train_example *ex, float loss_scale, float *const *x_pred_out,
+                                             const tuna_threads *pool, tuna_train_workspace *ws, tuna_losses *losses,
+                                             tuna_error *err) {
     train_state st;
     memset(&st, 0, sizeof st);
+    st.ws = ws ? ws : tuna_train_workspace_create();
+    st.own_ws = ws == NULL;
+    if (!st.ws) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
+    st.ws->next = 0;
     st.m = model;
     st.g = gradients;
     st.c = &model->config;

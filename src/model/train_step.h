@@ -30,4 +30,17 @@ tuna_status tuna_model_loss_and_gradients(const tuna_model *model, const tuna_mo
                                           const tuna_train_example *example, float loss_scale, float *const *x_pred,
                                           const tuna_threads *pool, tuna_losses *losses, tuna_error *err);
 
+/* Buffers kept between training steps: a trainer calling the step again and
+ * again on sequences of similar shapes reuses its activation memory instead
+ * of asking the system for (and faulting in) fresh pages every step. */
+typedef struct tuna_train_workspace tuna_train_workspace;
+tuna_train_workspace *tuna_train_workspace_create(void);
+void tuna_train_workspace_free(tuna_train_workspace *ws);
+
+/* The same step with a workspace (NULL: allocate and free within the call). */
+tuna_status tuna_model_loss_and_gradients_ws(const tuna_model *model, const tuna_model *gradients,
+                                             const tuna_train_example *example, float loss_scale,
+                                             float *const *x_pred, const tuna_threads *pool,
+                                             tuna_train_workspace *workspace, tuna_losses *losses, tuna_error *err);
+
 #endif

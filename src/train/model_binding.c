@@ -21,6 +21,7 @@ typedef struct {
     tuna_tensor *weights, *grads; /* [params->count] views */
     tuna_model model, gmodel;
     tuna_threads threads;
+    tuna_train_workspace *workspace; /* activation memory reused from step to step */
     int bound_model, bound_gmodel;
 } binding;
 
@@ -43,6 +44,7 @@ static void binding_destroy(void *ctx) {
     if (!b) return;
     if (b->bound_model) tuna_model_free(&b->model);
     if (b->bound_gmodel) tuna_model_free(&b->gmodel);
+    tuna_train_workspace_free(b->workspace);
     free(b->weights);
     free(b->grads);
     free(b);
@@ -75,7 +77,8 @@ static tuna_status binding_loss_grad(void *ctx, const tuna_train_sample *s, floa
                              .flow_images = s->image_count ? s->flow : NULL};
     tuna_losses losses = {0};
     tuna_status st =
-        tuna_model_loss_and_gradients(&b->model, &b->gmodel, &ex, grad_scale, NULL, &b->threads, &losses, err);
+        tuna_model_loss_and_gradients_ws(&b->model, &b->gmodel, &ex, grad_scale, NULL, &b->threads, b->workspace,
+                                         &losses, err);
     free(segments);
     if (st != TUNA_OK) return st;
     out->loss = losses.loss;
@@ -98,7 +101,8 @@ tuna_status tuna_train_model_bind(const tuna_config *config, tuna_param_table *p
     int n = params->count ? params->count : 1;
     b->weights = calloc((size_t)n, sizeof *b->weights);
     b->grads = calloc((size_t)n, sizeof *b->grads);
-    if (!b->weights || !b->grads) {
+    b->workspace = tuna_train_workspace_create();
+    if (!b->weights || !b->grads || !b->workspace) {
         binding_destroy(b);
         return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
     }
