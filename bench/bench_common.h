@@ -10,10 +10,12 @@
 
 #include "core/threads.h"
 
+#include <cjson/cJSON.h>
 #include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 static inline double bench_now(void) {
     struct timespec ts;
@@ -37,6 +39,40 @@ static inline void *bench_alloc(size_t bytes) {
         exit(1);
     }
     return p;
+}
+
+/* The 1-minute load average: the machine may be shared, and every figure
+ * depends on how many cores other processes take. */
+static inline void bench_print_load(const char *when, const tuna_threads *pool) {
+    double load[1];
+    if (getloadavg(load, 1) == 1)
+        printf("%s: load average %.2f (1 min) on %ld cores, %d threads here; OMP_WAIT_POLICY=%s\n", when, load[0],
+               sysconf(_SC_NPROCESSORS_ONLN), pool->count, getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
+}
+
+/* Runs a reference script through popen: its progress goes to our stderr, the
+ * last line of its stdout that starts with '{' is returned parsed (caller
+ * cJSON_Deletes), or NULL when it failed. `who` prefixes the error line. */
+static inline cJSON *bench_run_json_command(const char *who, const char *cmd) {
+    printf("\nreference: %s\n", cmd);
+    fflush(stdout);
+    FILE *p = popen(cmd, "r");
+    if (!p) return NULL;
+    char line[8192], last[8192] = "";
+    while (fgets(line, sizeof line, p))
+        if (line[0] == '{') snprintf(last, sizeof last, "%s", line);
+    int rc = pclose(p);
+    if (rc != 0 || !last[0]) {
+        fprintf(stderr, "%s: the reference failed (status %d)\n", who, rc);
+        return NULL;
+    }
+    return cJSON_Parse(last);
+}
+
+/* A number of a JSON object; 0 when absent (or j is NULL). */
+static inline double bench_json_number(const cJSON *j, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0.0;
 }
 
 /* ---- memory read bandwidth: streaming sum, so the reads cannot be elided ---- */

@@ -88,15 +88,6 @@ static int argmax(const float *x, int n) {
     return best;
 }
 
-/* The 1-minute load average: the machine may be shared, and every figure
- * depends on how many cores other processes take. */
-static void print_load(const char *when, const tuna_threads *pool) {
-    double load[1];
-    if (getloadavg(load, 1) == 1)
-        printf("%s: load average %.2f (1 min) on %ld cores, %d threads here; OMP_WAIT_POLICY=%s\n", when, load[0],
-               sysconf(_SC_NPROCESSORS_ONLN), pool->count, getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
-}
-
 /* ---- engine figures ----------------------------------------------------- */
 
 typedef struct {
@@ -213,8 +204,7 @@ static int reference_available(void) {
     return system("python3 -c 'import torch, safetensors' >/dev/null 2>&1") == 0;
 }
 
-/* Runs tools/bench_reference.py; its progress goes to our stderr, its JSON
- * (the last line of its stdout) is returned parsed, or NULL. */
+/* Runs tools/bench_reference.py (bench_run_json_command: its parsed JSON, or NULL). */
 static cJSON *run_reference(const options *o, int threads) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
@@ -222,24 +212,7 @@ static cJSON *run_reference(const options *o, int threads) {
              "--gen-size %d --gen-steps %d --gen-text %d --gen-uncond-text %d --check",
              o->model_dir, threads, o->prompt, o->decode, o->full_decode, o->gen_size, o->gen_steps, o->gen_text,
              o->gen_uncond_text);
-    printf("\nreference: %s\n", cmd);
-    fflush(stdout);
-    FILE *p = popen(cmd, "r");
-    if (!p) return NULL;
-    char line[8192], last[8192] = "";
-    while (fgets(line, sizeof line, p))
-        if (line[0] == '{') snprintf(last, sizeof last, "%s", line);
-    int rc = pclose(p);
-    if (rc != 0 || !last[0]) {
-        fprintf(stderr, "bench_model: the reference failed (status %d)\n", rc);
-        return NULL;
-    }
-    return cJSON_Parse(last);
-}
-
-static double json_number(const cJSON *j, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+    return bench_run_json_command("bench_model", cmd);
 }
 
 /* ratio > 1: ours is better (higher rate, or fewer seconds). The last column
@@ -272,7 +245,7 @@ static int run_speed(const options *o) {
            c->hidden_size, c->llm.num_layers, c->llm.num_heads, c->llm.num_kv_heads, c->llm.intermediate_size,
            c->vocab_size, tuna_dtype_name(m.lm_head->dtype), c->head.num_layers);
 
-    print_load("start", &pool);
+    bench_print_load("start", &pool);
     figures f = {0};
     size_t bw_bytes = (size_t)1 << 30;
     f.bandwidth_gbs = bench_memory_bandwidth(&pool, bw_bytes);
@@ -297,23 +270,23 @@ static int run_speed(const options *o) {
     else
         ref = run_reference(o, pool.count);
 
-    print_load("end", &pool);
+    bench_print_load("end", &pool);
     printf("\n| %-44s | %10s | %10s | %8s | %-11s | %10s |\n", "figure", "ours", "reference", "ratio", "CPU use",
            "per CPU-s");
     printf("|%s|%s|%s|%s|%s|%s|\n", "----------------------------------------------", "------------",
            "------------", "----------", "-------------", "------------");
     char label[128];
     snprintf(label, sizeof label, "prefill tokens/s (%d tokens, last logits)", o->prompt);
-    table_row(label, f.prefill_tok_s, json_number(ref, "prefill_tok_s"), 0, f.prefill_cpu,
-              json_number(ref, "prefill_cpu"));
-    table_row("  vs reference module forward (all logits)", f.prefill_tok_s, json_number(ref, "prefill_module_tok_s"),
-              0, f.prefill_cpu, json_number(ref, "prefill_module_cpu"));
-    table_row("decode tokens/s (reference with a KV cache)", f.decode_tok_s, json_number(ref, "decode_kv_tok_s"), 0,
-              f.decode_cpu, json_number(ref, "decode_kv_cpu"));
-    table_row("decode tokens/s (reference: full recompute)", f.decode_tok_s, json_number(ref, "decode_full_tok_s"), 0,
-              f.decode_cpu, json_number(ref, "decode_full_cpu"));
+    table_row(label, f.prefill_tok_s, bench_json_number(ref, "prefill_tok_s"), 0, f.prefill_cpu,
+              bench_json_number(ref, "prefill_cpu"));
+    table_row("  vs reference module forward (all logits)", f.prefill_tok_s, bench_json_number(ref, "prefill_module_tok_s"),
+              0, f.prefill_cpu, bench_json_number(ref, "prefill_module_cpu"));
+    table_row("decode tokens/s (reference with a KV cache)", f.decode_tok_s, bench_json_number(ref, "decode_kv_tok_s"), 0,
+              f.decode_cpu, bench_json_number(ref, "decode_kv_cpu"));
+    table_row("decode tokens/s (reference: full recompute)", f.decode_tok_s, bench_json_number(ref, "decode_full_tok_s"), 0,
+              f.decode_cpu, bench_json_number(ref, "decode_full_cpu"));
     snprintf(label, sizeof label, "seconds per generation step %dx%d, CFG", o->gen_size, o->gen_size);
-    table_row(label, f.gen_step_s, json_number(ref, "gen_step_s"), 1, f.gen_cpu, json_number(ref, "gen_cpu"));
+    table_row(label, f.gen_step_s, bench_json_number(ref, "gen_step_s"), 1, f.gen_cpu, bench_json_number(ref, "gen_cpu"));
     printf("| %-44s | %9.0f%% | %10s | %8s | %-11s | %10s |\n", "decode / bandwidth roofline",
            100.0 * f.decode_tok_s / f.roofline_tok_s, "", "", "", "");
     printf("(ratio: ours / reference for rates, reference / ours for seconds; >1 = ours faster. CPU use: CPU time /"
@@ -378,7 +351,7 @@ static int run_memory(const options *o) {
     tuna_threads pool;
     tuna_threads_init(&pool, o->threads);
     tuna_error err;
-    print_load("start", &pool);
+    bench_print_load("start", &pool);
     print_memory("at start:");
     tuna_model m;
     if (tuna_model_load(o->model_dir, &m, &err)) die(o->model_dir, &err);
@@ -446,7 +419,7 @@ static int run_memory(const options *o) {
     pthread_join(sampler_thread, NULL);
     printf("  prefill + %d decoded tokens in %.2f s\n", reply_tokens, dt);
     print_memory("after the run:");
-    print_load("end", &pool);
+    bench_print_load("end", &pool);
 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

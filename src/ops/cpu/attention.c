@@ -335,14 +335,20 @@ tuna_status tuna_attention_forward(float *out, float *lse, const float *q, const
 }
 
 /* ---- backward -------------------------------------------------------------
- * Row by row, recomputing P from lse. Work unit = one kv head with all the q
- * heads that read it, so dk/dv of a kv head are written by one thread only. */
+ * Work unit = one kv head with all the q heads that read it, so dk/dv of a kv
+ * head are written by one thread only. K and V of the kv head are transposed
+ * once ([D][k_len], columns padded to 8) and dK, dV are accumulated transposed,
+ * so every step of a query row i is vectorised over the keys c < vis(i):
+ *   s_c  = q_i . k_c                    p_c = exp(scale s_c - lse_i)  (0 past vis)
+ *   dp_c = do_i . v_c                   ds_c = p_c (dp_c - D_i),  D_i = do_i . o_i
+ *   dq_i = scale sum_c ds_c k_c         dk_c += scale ds_c q_i     dv_c += p_c do_i */
 
 typedef struct {
     float *dq, *dk, *dv;
     const float *dout, *q, *k, *v, *out, *lse;
     const tuna_attention_params *p;
     float scale;
+    int failed;
 } att_bwd_job;
 
 static float dot_f32(const float *a, const float *b, int n) {
@@ -354,43 +360,88 @@ static float dot_f32(const float *a, const float *b, int n) {
     return r;
 }
 
-static void axpy_f32(float *y, float alpha, const float *x, int n) {
-    __m256 a = _mm256_set1_ps(alpha);
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] += alpha * x[i];
+/* out[c] = sum_d x[d] * t[d * ld + c] for c < n (n a multiple of 8). */
+static void rows_times_transposed(float *out, const float *x, const float *t, int64_t ld, int D, int64_t n) {
+    memset(out, 0, (size_t)n * sizeof(float));
+    for (int d = 0; d < D; d++) {
+        __m256 xd = _mm256_set1_ps(x[d]);
+        const float *td = t + d * ld;
+        for (int64_t c = 0; c < n; c += 8)
+            _mm256_store_ps(out + c, _mm256_fmadd_ps(xd, _mm256_load_ps(td + c), _mm256_load_ps(out + c)));
+    }
 }
 
-static void attention_backward_range(void *ctx, long begin, long end) {
-    const att_bwd_job *j = ctx;
+/* t[d * ld + c] += alpha * x[d] * w[c] for c < n (n a multiple of 8). */
+static void add_outer_transposed(float *t, int64_t ld, const float *x, float alpha, const float *w, int D, int64_t n) {
+    for (int d = 0; d < D; d++) {
+        __m256 xd = _mm256_set1_ps(alpha * x[d]);
+        float *td = t + d * ld;
+        for (int64_t c = 0; c < n; c += 8)
+            _mm256_store_ps(td + c, _mm256_fmadd_ps(xd, _mm256_load_ps(w + c), _mm256_load_ps(td + c)));
+    }
+}
+
+static void attention_backward_head(const att_bwd_job *j, int kvh, float *kt, float *vt, float *dkt, float *dvt,
+                                    float *pr, float *ds, int64_t ld) {
     const tuna_attention_params *p = j->p;
     const int D = p->head_dim, group = p->n_heads / p->n_kv_heads;
     const int64_t qstride = (int64_t)p->n_heads * D, kvstride = (int64_t)p->n_kv_heads * D;
-    for (long kvh = begin; kvh < end; kvh++) {
-        for (int h = (int)kvh * group; h < (int)(kvh + 1) * group; h++) {
-            for (int64_t i = 0; i < p->q_len; i++) {
-                const float *qi = j->q + i * qstride + (int64_t)h * D;
-                const float *doi = j->dout + i * qstride + (int64_t)h * D;
-                const float *oi = j->out + i * qstride + (int64_t)h * D;
-                float *dqi = j->dq + i * qstride + (int64_t)h * D;
-                memset(dqi, 0, (size_t)D * sizeof(float));
-                float lse = j->lse[(int64_t)h * p->q_len + i];
-                if (!(lse > -INFINITY)) continue;
-                float Di = dot_f32(doi, oi, D);
-                int64_t vis = visible_end(p, p->q_start + i);
-                for (int64_t c = 0; c < vis; c++) {
-                    const float *kc = j->k + c * kvstride + kvh * D;
-                    const float *vc = j->v + c * kvstride + kvh * D;
-                    float pc = expf(j->scale * dot_f32(qi, kc, D) - lse);
-                    float ds = pc * (dot_f32(doi, vc, D) - Di);
-                    axpy_f32(dqi, j->scale * ds, kc, D);
-                    axpy_f32(j->dk + c * kvstride + kvh * D, j->scale * ds, qi, D);
-                    axpy_f32(j->dv + c * kvstride + kvh * D, pc, doi, D);
-                }
+    memset(kt, 0, sizeof(float) * (size_t)(D * ld));
+    memset(vt, 0, sizeof(float) * (size_t)(D * ld));
+    memset(dkt, 0, sizeof(float) * (size_t)(D * ld));
+    memset(dvt, 0, sizeof(float) * (size_t)(D * ld));
+    for (int64_t c = 0; c < p->k_len; c++)
+        for (int d = 0; d < D; d++) {
+            kt[d * ld + c] = j->k[c * kvstride + (int64_t)kvh * D + d];
+            vt[d * ld + c] = j->v[c * kvstride + (int64_t)kvh * D + d];
+        }
+    for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+        for (int64_t i = 0; i < p->q_len; i++) {
+            const float *qi = j->q + i * qstride + (int64_t)h * D;
+            const float *doi = j->dout + i * qstride + (int64_t)h * D;
+            const float *oi = j->out + i * qstride + (int64_t)h * D;
+            float *dqi = j->dq + i * qstride + (int64_t)h * D;
+            memset(dqi, 0, (size_t)D * sizeof(float));
+            float lse = j->lse[(int64_t)h * p->q_len + i];
+            int64_t vis = visible_end(p, p->q_start + i);
+            if (!(lse > -INFINITY) || vis <= 0) continue;
+            int64_t n = (vis + 7) & ~(int64_t)7;
+            float Di = dot_f32(doi, oi, D);
+            rows_times_transposed(pr, qi, kt, ld, D, n);
+            rows_times_transposed(ds, doi, vt, ld, D, n);
+            const __m256 scale = _mm256_set1_ps(j->scale), lsev = _mm256_set1_ps(lse), Dv = _mm256_set1_ps(Di);
+            for (int64_t c = 0; c < n; c += 8) {
+                __m256 pc = exp256(_mm256_fmsub_ps(scale, _mm256_load_ps(pr + c), lsev));
+                __m256 keep = _mm256_cmp_ps(_mm256_add_ps(_mm256_set1_ps((float)c), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)),
+                                            _mm256_set1_ps((float)vis), _CMP_LT_OQ);
+                pc = _mm256_and_ps(pc, keep);
+                _mm256_store_ps(pr + c, pc);
+                _mm256_store_ps(ds + c, _mm256_mul_ps(pc, _mm256_sub_ps(_mm256_load_ps(ds + c), Dv)));
             }
+            for (int d = 0; d < D; d++) dqi[d] = j->scale * dot_f32(ds, kt + d * ld, (int)n);
+            add_outer_transposed(dkt, ld, qi, j->scale, ds, D, n);
+            add_outer_transposed(dvt, ld, doi, 1.0f, pr, D, n);
         }
     }
+    for (int64_t c = 0; c < p->k_len; c++)
+        for (int d = 0; d < D; d++) {
+            j->dk[c * kvstride + (int64_t)kvh * D + d] += dkt[d * ld + c];
+            j->dv[c * kvstride + (int64_t)kvh * D + d] += dvt[d * ld + c];
+        }
+}
+
+static void attention_backward_range(void *ctx, long begin, long end) {
+    att_bwd_job *j = ctx;
+    const int64_t D = j->p->head_dim, ld = (j->p->k_len + 7) & ~(int64_t)7;
+    float *buf = aligned_alloc(64, sizeof(float) * (size_t)((4 * D + 2) * ld + 16));
+    if (!buf) {
+        __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    for (long kvh = begin; kvh < end; kvh++)
+        attention_backward_head(j, (int)kvh, buf, buf + D * ld, buf + 2 * D * ld, buf + 3 * D * ld, buf + 4 * D * ld,
+                                buf + (4 * D + 1) * ld, ld);
+    free(buf);
 }
 
 tuna_status tuna_attention_backward(float *dq, float *dk, float *dv, const float *dout,
@@ -405,6 +456,11 @@ tuna_status tuna_attention_backward(float *dq, float *dk, float *dv, const float
         .lse = lse, .p = params,
         .scale = params->scale != 0.0f ? params->scale : 1.0f / sqrtf((float)params->head_dim),
     };
+    if (params->q_len == 0 || params->k_len == 0) {
+        for (int64_t i = 0; i < params->q_len * params->n_heads * params->head_dim; i++) dq[i] = 0.0f;
+        return TUNA_OK;
+    }
     tuna_parallel_for(pool, params->n_kv_heads, attention_backward_range, &job);
+    if (job.failed) return tuna_fail(err, TUNA_ERR_NOMEM, "attention backward: out of memory");
     return TUNA_OK;
 }
