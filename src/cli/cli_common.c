@@ -26,10 +26,10 @@ const char *cli_model_path(const char *given, char *buf, size_t cap) {
         exe[n] = '\0';
         char *slash = strrchr(exe, '/');
         if (slash) *slash = '\0';
-        snprintf(buf, cap, "%s/../models/tuna2-tiny", exe);
+        snprintf(buf, cap, "%s/../models/tuna2-small", exe);
         if (is_directory(buf)) return buf;
     }
-    snprintf(buf, cap, "models/tuna2-tiny");
+    snprintf(buf, cap, "models/tuna2-small");
     return buf;
 }
 

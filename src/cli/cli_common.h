@@ -10,7 +10,7 @@
 #include <stdio.h>
 
 /* The model directory: the given one, else $TUNA_MODEL, else the bundled model
- * (models/tuna2-tiny next to the executable or in the working directory). */
+ * (models/tuna2-small next to the executable or in the working directory). */
 const char *cli_model_path(const char *given, char *buf, size_t cap);
 
 /* Load the model and its tokenizer: -t FILE, else tokenizer.json (or

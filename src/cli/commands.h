@@ -15,6 +15,7 @@ typedef struct {
 int cmd_version(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_init(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_edit(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);

@@ -7,6 +7,7 @@
 static const tuna_command commands[] = {
     {"version", cmd_version, "print the version and the CPU kernels in use"},
     {"forward", cmd_forward, "one forward pass with explicit inputs (the SPEC section 9 contract)"},
+    {"demo", cmd_demo, "generations and answers of the bundled model, in a few seconds"},
     {"understand", cmd_understand, "answer about images, or chat (-i for an interactive chat)"},
     {"generate", cmd_generate, "text to image"},
     {"edit", cmd_edit, "edit an image by an instruction"},

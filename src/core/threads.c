@@ -1,5 +1,6 @@
 #include "core/threads.h"
 
+#include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -15,6 +16,9 @@ void tuna_threads_init(tuna_threads *pool, int count) {
     }
     if (count > 1024) count = 1024;
     pool->count = count;
+    /* One team of threads: OpenBLAS runs single-threaded inside each of ours
+     * (src/ops/cpu/matmul.c splits the f32 GEMMs over this pool). */
+    openblas_set_num_threads(1);
 }
 
 void tuna_parallel_for(const tuna_threads *pool, long n, tuna_range_fn fn, void *ctx) {

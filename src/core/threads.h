@@ -8,7 +8,8 @@ typedef struct {
     int count;
 } tuna_threads;
 
-/* count <= 0: TUNA_THREADS or the core count. */
+/* count <= 0: TUNA_THREADS or the core count. Also puts OpenBLAS in
+ * single-threaded mode: the engine's f32 GEMMs are split over this pool. */
 void tuna_threads_init(tuna_threads *pool, int count);
 
 /* Split [0, n) into contiguous chunks and run fn(ctx, begin, end) on each,

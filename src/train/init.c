@@ -66,6 +66,19 @@ static float time_bias_bound(const tuna_config *c, const char *name) {
     return 1.0f / sqrtf(strstr(name, "mlp.0.") ? (float)c->time_freq_dim : (float)c->hidden_size);
 }
 
+/* mkdir -p */
+static int make_directories(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(path, 0755) != 0 && access(path, F_OK) != 0) return 0;
+        *p = '/';
+    }
+    return mkdir(path, 0755) == 0 || access(path, W_OK) == 0;
+}
+
 tuna_status tuna_init_checkpoint(const tuna_config *c, unsigned long long seed, const char *dir, tuna_error *err) {
     TUNA_TRY(tuna_config_validate(c, err));
     tuna_expected_tensor *list = NULL;
@@ -85,7 +98,7 @@ tuna_status tuna_init_checkpoint(const tuna_config *c, unsigned long long seed, 
         names[i] = list[i].name;
     }
     char path[4096];
-    if (s == TUNA_OK && mkdir(dir, 0755) != 0 && access(dir, W_OK) != 0)
+    if (s == TUNA_OK && !make_directories(dir))
         s = tuna_fail(err, TUNA_ERR_IO, "cannot create directory %s", dir);
     if (s == TUNA_OK) {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);

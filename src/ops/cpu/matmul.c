@@ -1,6 +1,7 @@
 /* Matmul dispatcher: y = x @ W^T (+ bias) for a PyTorch-layout weight W [N,K].
  *
- * F32 weights go to OpenBLAS (cblas_sgemm, row-major, W transposed).
+ * F32 weights go to OpenBLAS (cblas_sgemm, row-major, W transposed), single-threaded
+ * and called by each of our threads on its slice (sgemm_split).
  * BF16/F16 weights go to our kernels (matmul_avx2.c / matmul_avx512.c): GEMV for
  * M <= TUNA_MATMUL_GEMV_MAX_M, tiled GEMM above; the columns of y are split over
  * the thread pool. The ISA is chosen per call from tuna_cpu_detect() (cpuid is
@@ -55,6 +56,62 @@ static void add_bias_rows_range(float *y, const float *bias, int64_t M, int64_t 
     for (int64_t m = 0; m < M; m++) memcpy(y + m * N, bias, (size_t)N * sizeof(float));
 }
 
+/* ---- f32 GEMMs through OpenBLAS, split over our pool --------------------
+ * OpenBLAS is asked to run single-threaded and each of our threads calls it on
+ * its own slice of the output: one set of threads instead of OpenBLAS's
+ * pthreads spinning beside our OpenMP team (which halved throughput under load).
+ *
+ * The three products, row-major:
+ *   FORWARD:  C[M,N]  = A[M,K] B[N,K]^T      sliced over the N columns of C
+ *   INPUT:    C[M,K] (+)= A[M,N] B[N,K]      sliced over the K columns of C
+ *   WEIGHT:   C[N,K] += A[M,N]^T B[M,K]      sliced over the N rows of C      */
+typedef enum { SGEMM_FORWARD, SGEMM_INPUT, SGEMM_WEIGHT } sgemm_kind;
+
+typedef struct {
+    sgemm_kind kind;
+    float *c;
+    const float *a, *b;
+    int64_t M, N, K;
+    float beta;
+    int64_t lda;   /* row stride of A */
+    int64_t chunk; /* output columns (rows for WEIGHT) per unit of work */
+    int64_t extent;
+} sgemm_job;
+
+static void sgemm_range(void *ctx, long begin, long end) {
+    sgemm_job *j = ctx;
+    int64_t lo = begin * j->chunk, hi = end * j->chunk;
+    if (hi > j->extent) hi = j->extent;
+    if (lo >= hi) return;
+    int n = (int)(hi - lo);
+    switch (j->kind) {
+    case SGEMM_FORWARD:
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->M, n, (int)j->K, 1.0f, j->a, (int)j->lda,
+                    j->b + lo * j->K, (int)j->K, j->beta, j->c + lo, (int)j->N);
+        break;
+    case SGEMM_INPUT:
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)j->M, n, (int)j->N, 1.0f, j->a, (int)j->lda,
+                    j->b + lo, (int)j->K, j->beta, j->c + lo, (int)j->K);
+        break;
+    case SGEMM_WEIGHT:
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, (int)j->K, (int)j->M, 1.0f, j->a + lo, (int)j->lda,
+                    j->b, (int)j->K, 1.0f, j->c + lo * j->K, (int)j->K);
+        break;
+    }
+}
+
+static void sgemm_split(const tuna_threads *pool, sgemm_kind kind, float *c, const float *a, int64_t lda,
+                        const float *b, int64_t M, int64_t N, int64_t K, float beta) {
+    sgemm_job job = {kind, c, a, b, M, N, K, beta, lda, 0, kind == SGEMM_INPUT ? K : N};
+    int threads = pool ? pool->count : 1;
+    /* slices of at least 64 columns, multiples of 16, one per thread */
+    int64_t chunk = (job.extent + threads - 1) / threads;
+    chunk = (chunk + 15) / 16 * 16;
+    if (chunk < 64) chunk = 64;
+    job.chunk = chunk;
+    tuna_parallel_for(pool, (long)((job.extent + chunk - 1) / chunk), sgemm_range, &job);
+}
+
 tuna_status tuna_matmul_forward_raw(float *y, const float *x, const void *w, tuna_dtype w_dtype,
                                     const float *bias, int64_t M, int64_t N, int64_t K,
                                     const tuna_threads *pool, tuna_error *err) {
@@ -68,8 +125,7 @@ tuna_status tuna_matmul_forward_raw(float *y, const float *x, const void *w, tun
             add_bias_rows_range(y, bias, M, N);
             beta = 1.0f;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x,
-                    (int)K, (const float *)w, (int)K, beta, y, (int)N);
+        sgemm_split(pool, SGEMM_FORWARD, y, x, K, (const float *)w, M, N, K, beta);
         return TUNA_OK;
     }
     if (w_dtype != TUNA_BF16 && w_dtype != TUNA_F16)
@@ -132,9 +188,7 @@ tuna_status tuna_matmul_backward_input(float *dx, const float *dy, const tuna_te
     int64_t N = weight->shape[0], K = weight->shape[1];
     if (M <= 0) return TUNA_OK;
     if (weight->dtype == TUNA_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)K, (int)N, 1.0f, dy,
-                    (int)N, (const float *)weight->data, (int)K, accumulate ? 1.0f : 0.0f, dx,
-                    (int)K);
+        sgemm_split(pool, SGEMM_INPUT, dx, dy, N, (const float *)weight->data, M, N, K, accumulate ? 1.0f : 0.0f);
         return TUNA_OK;
     }
     if (weight->dtype != TUNA_BF16 && weight->dtype != TUNA_F16)
@@ -153,8 +207,8 @@ tuna_status tuna_matmul_backward_input(float *dx, const float *dy, const tuna_te
         int64_t nb = N - n0 < rows ? N - n0 : rows;
         widen_job job = {buf, w + n0 * K, weight->dtype == TUNA_BF16};
         tuna_parallel_for(pool, (long)(nb * K), widen_range, &job);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)K, (int)nb, 1.0f,
-                    dy + n0, (int)N, buf, (int)K, 1.0f, dx, (int)K);
+        /* dx += dy[:, n0:n0+nb] @ buf (dy's rows are N apart) */
+        sgemm_split(pool, SGEMM_INPUT, dx, dy + n0, N, buf, M, nb, K, 1.0f);
     }
     free(buf);
     return TUNA_OK;
@@ -162,10 +216,8 @@ tuna_status tuna_matmul_backward_input(float *dx, const float *dy, const tuna_te
 
 void tuna_matmul_backward_weight(float *dW, float *dbias, const float *dy, const float *x,
                                  int64_t M, int64_t N, int64_t K, const tuna_threads *pool) {
-    (void)pool; /* OpenBLAS threads itself */
     if (M <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)N, (int)K, (int)M, 1.0f, dy, (int)N,
-                x, (int)K, 1.0f, dW, (int)K);
+    sgemm_split(pool, SGEMM_WEIGHT, dW, dy, N, x, M, N, K, 1.0f);
     if (dbias)
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++) dbias[n] += dy[m * N + n];
