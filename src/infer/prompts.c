@@ -25,8 +25,7 @@ const char *const tuna_default_negative_edit =
     "edit, unintended color shift, blurry, watermark, jpeg artifacts, text artifacts, low quality, worst quality, "
     "bad composition";
 
-/* [BOI] image_pad x (N+1) [EOI] */
-static tuna_status push_segment(tuna_ids *ids, const tuna_config *c, int height, int width, tuna_error *err) {
+tuna_status tuna_push_image_segment(tuna_ids *ids, const tuna_config *c, int height, int width, tuna_error *err) {
     if (height <= 0 || width <= 0 || height % c->patch_size || width % c->patch_size)
         return tuna_fail(err, TUNA_ERR_INVALID, "image size %dx%d is not a positive multiple of the patch size %d",
                          height, width, c->patch_size);
@@ -41,15 +40,15 @@ tuna_status tuna_t2i_ids(const tuna_tokenizer *tok, const tuna_config *c, const 
     TUNA_TRY(tuna_ids_push(ids, c->tokens.bos, err));
     TUNA_TRY(tuna_tokenizer_encode(tok, caption, strlen(caption), ids, err));
     for (int i = 0; i < pad_rows; i++) TUNA_TRY(tuna_ids_push(ids, c->tokens.pad, err));
-    TUNA_TRY(push_segment(ids, c, height, width, err));
+    TUNA_TRY(tuna_push_image_segment(ids, c, height, width, err));
     return tuna_ids_push(ids, c->tokens.eos, err);
 }
 
 tuna_status tuna_edit_ids(const tuna_tokenizer *tok, const tuna_config *c, const char *instruction, int source_h,
                           int source_w, int height, int width, tuna_ids *ids, tuna_error *err) {
     TUNA_TRY(tuna_ids_push(ids, c->tokens.bos, err));
-    TUNA_TRY(push_segment(ids, c, source_h, source_w, err));
+    TUNA_TRY(tuna_push_image_segment(ids, c, source_h, source_w, err));
     TUNA_TRY(tuna_tokenizer_encode(tok, instruction, strlen(instruction), ids, err));
-    TUNA_TRY(push_segment(ids, c, height, width, err));
+    TUNA_TRY(tuna_push_image_segment(ids, c, height, width, err));
     return tuna_ids_push(ids, c->tokens.eos, err);
 }

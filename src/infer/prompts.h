@@ -9,6 +9,10 @@
 extern const char *const tuna_default_negative_t2i;
 extern const char *const tuna_default_negative_edit;
 
+/* Append an image segment [BOI] image_pad x (N+1) [EOI] (t slot + N patches)
+ * for a height x width image; fails when the size is not a multiple of the patch. */
+tuna_status tuna_push_image_segment(tuna_ids *ids, const tuna_config *c, int height, int width, tuna_error *err);
+
 /* text-to-image: [BOS] caption [BOI][t][N patches][EOI][EOS] (no chat template).
  * With pad_rows > 0 (reconstruction), caption is followed by that many [PAD]
  * rows, which the clean image's embeddings replace (the reference's reca mode). */

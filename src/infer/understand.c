@@ -1,4 +1,5 @@
 #include "infer/understand.h"
+#include "infer/prompts.h"
 #include "model/forward.h"
 
 #include <stdlib.h>
@@ -11,39 +12,27 @@ tuna_status tuna_chat_build_ids(const tuna_model *m, const tuna_tokenizer *tok, 
     tuna_chat_tokens chat;
     memset(&chat, 0, sizeof chat);
     TUNA_TRY(tuna_chat_encode(tok, messages, count, &opts, &chat, err));
-    if ((int)chat.n_images != image_count) {
-        int found = (int)chat.n_images;
-        tuna_chat_tokens_free(&chat);
-        return tuna_fail(err, TUNA_ERR_INVALID, "the conversation has %d <image> placeholders but %d images", found,
-                         image_count);
-    }
-    const tuna_config *c = &m->config;
-    size_t total = chat.ids.len;
-    for (int k = 0; k < image_count; k++) {
-        long n = (long)(heights[k] / c->patch_size) * (widths[k] / c->patch_size);
-        total += (size_t)n + 2; /* placeholder -> BOI, t, N patches, EOI */
-    }
-    int32_t *ids = malloc(sizeof(int32_t) * (total ? total : 1));
-    if (!ids) {
-        tuna_chat_tokens_free(&chat);
-        return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
-    }
-    size_t out = 0;
-    int k = 0;
-    for (size_t i = 0; i < chat.ids.len; i++) {
-        if (k < image_count && chat.image_pos[k] == i) {
-            long n = (long)(heights[k] / c->patch_size) * (widths[k] / c->patch_size);
-            ids[out++] = c->tokens.boi;
-            for (long j = 0; j < n + 1; j++) ids[out++] = c->tokens.image_pad;
-            ids[out++] = c->tokens.eoi;
+    tuna_status s = TUNA_OK;
+    if ((int)chat.n_images != image_count)
+        s = tuna_fail(err, TUNA_ERR_INVALID, "the conversation has %d <image> tokens but %d images",
+                      (int)chat.n_images, image_count);
+    /* each <image> token becomes the segment of its image */
+    tuna_ids ids = {0};
+    for (size_t i = 0, k = 0; s == TUNA_OK && i < chat.ids.len; i++) {
+        if (k < chat.n_images && chat.image_pos[k] == i) {
+            s = tuna_push_image_segment(&ids, &m->config, heights[k], widths[k], err);
             k++;
         } else {
-            ids[out++] = chat.ids.data[i];
+            s = tuna_ids_push(&ids, chat.ids.data[i], err);
         }
     }
     tuna_chat_tokens_free(&chat);
-    *ids_out = ids;
-    *length = (int)out;
+    if (s != TUNA_OK) {
+        tuna_ids_free(&ids);
+        return s;
+    }
+    *ids_out = ids.data; /* the vector's buffer is a plain malloc'd array: the caller frees it */
+    *length = (int)ids.len;
     return TUNA_OK;
 }
 
