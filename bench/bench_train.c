@@ -171,6 +171,7 @@ static void measure(const options *o, const tuna_threads *pool, figures *f) {
     oc.ema_decay = 0;
     tuna_optimizer opt;
     tuna_optimizer_init(&opt, &oc);
+    opt.pool = pool;
 
     double t0 = 0, c0 = 0;
     for (int step = 0; step < o->warmup + o->steps; step++) {
@@ -178,7 +179,7 @@ static void measure(const options *o, const tuna_threads *pool, figures *f) {
         tuna_param_table_zero_grad(&params);
         tuna_loss_values loss;
         if (model.loss_and_grad(model.ctx, &sample, 1.0f, &loss, &err)) die("loss and gradients", &err);
-        tuna_clip_grad_norm(&params, oc.max_grad_norm);
+        tuna_clip_grad_norm(&params, oc.max_grad_norm, pool);
         tuna_adamw_step(&opt, &params, oc.learning_rate);
         if (step == 0) f->first_loss = loss.loss;
         f->last_loss = loss.loss;

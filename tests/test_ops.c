@@ -306,6 +306,72 @@ TEST(attention_backward_finite_differences) {
     FD_CHECK(Lk * Hkv * D, v, attn_loss(), dv, 2e-3, "attention dv");
 }
 
+/* Backward against the attention derivatives written out in double, on a
+ * sequence longer than one backward row block (64), with GQA (3 q heads per
+ * kv head), a head size that is not a multiple of 8, q_start and a segment. */
+static void naive_attention_backward(double *dq, double *dk, double *dv, const float *dout, const float *q,
+                                     const float *k, const float *v, const tuna_attention_params *p) {
+    int D = p->head_dim, G = p->n_heads / p->n_kv_heads;
+    double *pr = malloc(sizeof(double) * p->k_len), *dp = malloc(sizeof(double) * p->k_len);
+    for (int64_t i = 0; i < p->q_len; i++)
+        for (int h = 0; h < p->n_heads; h++) {
+            int64_t pi = p->q_start + i;
+            const float *qi = q + (i * p->n_heads + h) * D, *doi = dout + (i * p->n_heads + h) * D;
+            double mx = -INFINITY, sum = 0, Di = 0;
+            for (int64_t j = 0; j < p->k_len; j++) {
+                int vis = j <= pi;
+                for (int g = 0; g < p->n_segments; g++) {
+                    int64_t a = p->segments[g].offset, b = a + p->segments[g].length;
+                    if (pi >= a && pi < b && j >= a && j < b) vis = 1;
+                }
+                pr[j] = vis ? dot_d(qi, k + (j * p->n_kv_heads + h / G) * D, D) / sqrt(D) : -INFINITY;
+                if (pr[j] > mx) mx = pr[j];
+            }
+            for (int64_t j = 0; j < p->k_len; j++) sum += pr[j] == -INFINITY ? 0 : exp(pr[j] - mx);
+            for (int64_t j = 0; j < p->k_len; j++) {
+                pr[j] = pr[j] == -INFINITY ? 0 : exp(pr[j] - mx) / sum;
+                dp[j] = dot_d(doi, v + (j * p->n_kv_heads + h / G) * D, D);
+                Di += pr[j] * dp[j];
+            }
+            for (int64_t j = 0; j < p->k_len; j++) {
+                double ds = pr[j] * (dp[j] - Di) / sqrt(D);
+                for (int d = 0; d < D; d++) {
+                    dq[(i * p->n_heads + h) * D + d] += ds * k[(j * p->n_kv_heads + h / G) * D + d];
+                    dk[(j * p->n_kv_heads + h / G) * D + d] += ds * qi[d];
+                    dv[(j * p->n_kv_heads + h / G) * D + d] += pr[j] * doi[d];
+                }
+            }
+        }
+    free(pr);
+    free(dp);
+}
+
+static double max_rel_err_d(const float *x, const double *ref, long n) {
+    double worst = 0, scale = 0;
+    for (long i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
+    for (long i = 0; i < n; i++) worst = fmax(worst, fabs(x[i] - ref[i]) / (scale + 1e-30));
+    return worst;
+}
+
+TEST(attention_backward_matches_naive_over_row_blocks) {
+    enum { Lq = 150, q0 = 10, Lk = 160, Hq = 6, Hkv = 2, D = 12 };
+    static tuna_segment segs[2] = {{20, 50}, {100, 45}};
+    tuna_attention_params p = {.q_len = Lq, .q_start = q0, .k_len = Lk, .n_heads = Hq, .n_kv_heads = Hkv,
+                               .head_dim = D, .segments = segs, .n_segments = 2};
+    static float q[Lq * Hq * D], k[Lk * Hkv * D], v[Lk * Hkv * D], dout[Lq * Hq * D], out[Lq * Hq * D], lse[Hq * Lq];
+    static float dq[Lq * Hq * D], dk[Lk * Hkv * D], dv[Lk * Hkv * D];
+    static double rq[Lq * Hq * D], rk[Lk * Hkv * D], rv[Lk * Hkv * D];
+    fill(q, Lq * Hq * D); fill(k, Lk * Hkv * D); fill(v, Lk * Hkv * D); fill(dout, Lq * Hq * D);
+    memset(dk, 0, sizeof dk); memset(dv, 0, sizeof dv);
+    tuna_threads pool; tuna_threads_init(&pool, 2);
+    REQUIRE(tuna_attention_forward(out, lse, q, k, v, &p, &pool, NULL) == TUNA_OK, "forward");
+    REQUIRE(tuna_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, &p, &pool, NULL) == TUNA_OK, "backward");
+    naive_attention_backward(rq, rk, rv, dout, q, k, v, &p);
+    CHECK(max_rel_err_d(dq, rq, Lq * Hq * D) < 1e-5, "dq err %.3g", max_rel_err_d(dq, rq, Lq * Hq * D));
+    CHECK(max_rel_err_d(dk, rk, Lk * Hkv * D) < 1e-5, "dk err %.3g", max_rel_err_d(dk, rk, Lk * Hkv * D));
+    CHECK(max_rel_err_d(dv, rv, Lk * Hkv * D) < 1e-5, "dv err %.3g", max_rel_err_d(dv, rv, Lk * Hkv * D));
+}
+
 TEST(attention_rejects_bad_params) {
     tuna_attention_params p = {.q_len = 1, .k_len = 1, .n_heads = 3, .n_kv_heads = 2, .head_dim = 4};
     float buf[16] = {0};
@@ -443,6 +509,7 @@ int main(void) {
     RUN(rope_3d_matches_reference_formula_head64);
     RUN(attention_omni_mask_gqa_offsets);
     RUN(attention_backward_finite_differences);
+    RUN(attention_backward_matches_naive_over_row_blocks);
     RUN(attention_rejects_bad_params);
     RUN(patch_embed_matches_conv);
     RUN(timestep_embedding_formula);

@@ -120,6 +120,7 @@ static tuna_status train_real(const char *out, int64_t stop_after, double *last_
     o.data.tokens = config.tokens;
     o.data.patch_size = config.patch_size;
     o.data.quiet = 1;
+    o.trainer.threads = &one;
     tuna_trainer_result r = {0};
     if (st == TUNA_OK) st = tuna_trainer_run(&o.trainer, &params, &model, &o.data, &config, &r, err);
     if (last_loss) *last_loss = r.last_loss;

@@ -82,6 +82,7 @@ int cmd_train(int argc, char **argv) {
     o.data.tokens = config.tokens;
     o.data.patch_size = config.patch_size;
     if (!o.data_noise_scale_set) o.data.noise_scale = (float)config.noise_scale;
+    o.trainer.threads = &threads;
     tuna_trainer_result result;
     if (tuna_trainer_run(&o.trainer, &params, &model, &o.data, &config, &result, &err) != TUNA_OK) goto fail;
     if (!o.trainer.quiet)

@@ -7,7 +7,8 @@
  *           RMSNorm(conv(img_k)) or mask_token                        [sin, time hidden, conv, rstd]
  *   LLM l:  a = RMSNorm(x); q,k,v = a W + b; RoPE; o = attn(q,k,v)     [x, a, rstd, q, k, v, o, lse]
  *           x' = x + o Wo;  b = RMSNorm(x'); x'' = x' + down(silu(gate b) * up b)  [x', b, rstd, gate, up, act]
- *   hidden = RMSNorm(x_L); logits = hidden lm_head^T
+ *   hidden = RMSNorm(x_L); logits = hidden lm_head^T, only on the rows the CE reads
+ *           (labels[i+1] != -100): the other rows get no gradient from it anyway
  *   head j: n1 = RMSNorm(h); a1 = mod(n1, shift1, scale1); q = RMSNorm_head(a1 Wq), k likewise; RoPE
  *           o = attn Wo; h' = h + gate1*o; n2 = RMSNorm(h'); b = mod(n2, shift2, scale2);
  *           f = down(silu(gate b) * up b); h'' = h' + gate2*f
@@ -48,7 +49,14 @@ typedef struct {
     float *cols[MAX_IMAGES], *conv[MAX_IMAGES], *patch_rstd[MAX_IMAGES];
     llm_activations *llm;
     head_activations *head;
-    float *x_final, *hidden, *final_rstd, *logits;
+    float *x_final, *hidden, *final_rstd;
+    /* The LM head runs only on the rows that carry a label (SPEC 5: the
+     * shifted CE reads row i iff labels[i+1] != -100): ce_rows[r] is the r-th
+     * such row, ce_labels[r+1] its label (ce_labels[0] = -100, so the compact
+     * rows keep the shifted layout the loss functions expect). */
+    int *ce_rows, ce_count;
+    int32_t *ce_labels;
+    float *ce_hidden, *logits; /* [ce_count + 1, d], [ce_count + 1, vocab] */
     float *fmod, *fh, *fn, *f_rstd, *fm, *head_out;
     /* backward scratch */
     float *dx, *da, *dq, *dk, *dv, *dk_pre, *datt, *dgate, *dup, *dtmp, *dtemb, *dsilu_temb, *dmod;
@@ -115,6 +123,8 @@ static void free_state(train_state *st) {
     free(st->head);
     tuna_rope_plan_free(&st->llm_rope);
     tuna_rope_plan_free(&st->head_rope);
+    free(st->ce_rows);
+    free(st->ce_labels);
 }
 
 static float *grad_matrix(const tuna_tensor *t) { return t ? (float *)t->data : NULL; }
@@ -530,7 +540,10 @@ static tuna_status allocate(train_state *st, int with_logits, tuna_error *err) {
     allocate_llm(st);
     if (st->K) allocate_head(st);
     st->x_final = buffer(st, L * d), st->hidden = buffer(st, L * d), st->final_rstd = buffer(st, L);
-    if (with_logits) st->logits = buffer(st, L * (size_t)c->vocab_size);
+    if (with_logits) {
+        st->ce_hidden = buffer(st, (size_t)(st->ce_count + 1) * d);
+        st->logits = buffer(st, (size_t)(st->ce_count + 1) * c->vocab_size);
+    }
     st->dx = buffer(st, L * d), st->da = buffer(st, L * (size_t)widest), st->dtmp = buffer(st, L * (size_t)widest);
     st->dq = buffer(st, L * qw), st->datt = buffer(st, L * qw);
     st->dk = buffer(st, L * kw), st->dv = buffer(st, L * kw), st->dk_pre = buffer(st, L * kw);
@@ -550,7 +563,12 @@ static tuna_status forward(train_state *st, float *x, tuna_error *err) {
     memcpy(st->x_final, x, sizeof(float) * (size_t)st->L * st->d);
     tuna_rmsnorm_forward(st->hidden, st->final_rstd, x, st->m->final_norm, st->L, st->d, (float)c->llm.rms_norm_eps,
                          st->pool);
-    if (st->logits) TUNA_TRY(linear(st, st->logits, st->hidden, st->m->lm_head, NULL, st->L, st->d, err));
+    if (st->logits && st->ce_count > 0) {
+        for (int r = 0; r < st->ce_count; r++)
+            memcpy(st->ce_hidden + (size_t)r * st->d, st->hidden + (size_t)st->ce_rows[r] * st->d,
+                   sizeof(float) * (size_t)st->d);
+        TUNA_TRY(linear(st, st->logits, st->ce_hidden, st->m->lm_head, NULL, st->ce_count, st->d, err));
+    }
     if (!st->K) return TUNA_OK;
     memcpy(x, st->hidden, sizeof(float) * (size_t)st->L * st->d);
     for (int l = 0; l < c->head.num_layers; l++) TUNA_TRY(head_block_forward(st, l, x, err));
@@ -604,11 +622,13 @@ static tuna_status backward(train_state *st, float *const *x_pred, const long *c
     int L = st->L, d = st->d;
     float *dhidden = buffer(st, (size_t)L * d);
     if (!dhidden) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
-    if (st->logits) {
-        float *dlogits = buffer(st, (size_t)L * c->vocab_size);
-        if (!dlogits) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
-        cross_entropy_shifted_backward(st->logits, st->ex->labels, L, c->vocab_size, loss_scale, dlogits);
-        TUNA_TRY(linear_backward(st, dhidden, 0, dlogits, st->hidden, st->m->lm_head, st->g->lm_head, NULL, L, err));
+    if (st->logits && st->ce_count > 0) {
+        int n = st->ce_count;
+        float *dlogits = buffer(st, (size_t)(n + 1) * c->vocab_size), *dsel = buffer(st, (size_t)(n + 1) * d);
+        if (!dlogits || !dsel) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
+        cross_entropy_shifted_backward(st->logits, st->ce_labels, n + 1, c->vocab_size, loss_scale, dlogits);
+        TUNA_TRY(linear_backward(st, dsel, 0, dlogits, st->ce_hidden, st->m->lm_head, st->g->lm_head, NULL, n, err));
+        for (int r = 0; r < n; r++) tuna_vec_acc(dhidden + (size_t)st->ce_rows[r] * d, dsel + (size_t)r * d, d);
     }
     if (flow_count(st)) TUNA_TRY(head_backward(st, x_pred, count, loss_scale, dhidden, err));
     tuna_rmsnorm_backward(st->dx, grad_vector(st->g->final_norm), dhidden, st->x_final, st->m->final_norm,
@@ -624,8 +644,8 @@ static tuna_status compute_losses(train_state *st, float *const *x_pred, const l
     memset(out, 0, sizeof *out);
     if (st->logits) {
         int invalid = 0;
-        out->loss_ce = cross_entropy_shifted_forward(st->logits, ex->labels, st->L, st->c->vocab_size, &out->ce_tokens,
-                                                     &invalid);
+        out->loss_ce = cross_entropy_shifted_forward(st->logits, st->ce_labels, st->ce_count + 1, st->c->vocab_size,
+                                                     &out->ce_tokens, &invalid);
         if (invalid) return tuna_fail(err, TUNA_ERR_INVALID, "%d labels lie outside the vocabulary", invalid);
     }
     if (flow_count(st)) {
@@ -637,12 +657,28 @@ static tuna_status compute_losses(train_state *st, float *const *x_pred, const l
     return TUNA_OK;
 }
 
+static tuna_status select_label_rows(train_state *st, tuna_error *err) {
+    const int32_t *labels = st->ex->labels;
+    st->ce_rows = malloc(sizeof(int) * (size_t)st->L);
+    st->ce_labels = malloc(sizeof(int32_t) * (size_t)(st->L + 1));
+    if (!st->ce_rows || !st->ce_labels) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
+    st->ce_labels[0] = -100;
+    st->ce_count = 0;
+    for (int i = 0; i + 1 < st->L; i++) {
+        if (labels[i + 1] == -100) continue;
+        st->ce_rows[st->ce_count] = i;
+        st->ce_labels[++st->ce_count] = labels[i + 1];
+    }
+    return TUNA_OK;
+}
+
 static tuna_status setup(train_state *st, tuna_error *err) {
     const tuna_sequence *seq = st->seq;
     if (seq->image_count > MAX_IMAGES) return tuna_fail(err, TUNA_ERR_LIMIT, "at most %d images per sequence", MAX_IMAGES);
     for (int k = 0; k < st->K; k++) st->segments[k] = (tuna_segment){seq->segments[k].offset, seq->segments[k].length};
     TUNA_TRY(tuna_llm_rope_plan(st->c, 0, st->L, &st->llm_rope, err));
     if (st->K) TUNA_TRY(tuna_head_rope_plan(st->c, seq, 0, st->L, &st->head_rope, err));
+    if (st->ex->labels) TUNA_TRY(select_label_rows(st, err));
     return allocate(st, st->ex->labels != NULL, err);
 }
 

@@ -1,6 +1,8 @@
 #include "train/optimizer.h"
 
+#include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 void tuna_optimizer_config_default(tuna_optimizer_config *c) {
@@ -37,31 +39,135 @@ double tuna_lr_at(const tuna_optimizer_config *c, int64_t step) {
     return c->learning_rate;
 }
 
-double tuna_grad_global_norm(const tuna_param_table *t) {
+/* ---- element-wise passes over every trainable tensor ------------------------
+ * The optimizer passes are memory-bound loops over millions of floats: they
+ * are cut into chunks of CHUNK elements numbered across the whole table and
+ * the chunks are spread over the pool. Per-element arithmetic does not depend
+ * on the split, and reductions are summed per chunk then in chunk order, so
+ * results are identical for every thread count. */
+enum { CHUNK = 1 << 16 };
+
+typedef void (*chunk_fn)(void *ctx, tuna_param *p, int64_t begin, int64_t end, int64_t chunk_index);
+
+typedef struct {
+    tuna_param_table *table;
+    int need_ema; /* 0: tensors with a grad, 1: tensors with an EMA */
+    chunk_fn fn;
+    void *ctx;
+} chunk_job;
+
+static int selected(const tuna_param *p, int need_ema) { return need_ema ? p->ema != NULL : p->grad != NULL; }
+
+static int64_t count_chunks(const tuna_param_table *t, int need_ema) {
+    int64_t n = 0;
+    for (int i = 0; i < t->count; i++)
+        if (selected(&t->items[i], need_ema)) n += (t->items[i].numel + CHUNK - 1) / CHUNK;
+    return n;
+}
+
+static void chunk_range(void *ctx, long begin, long end) {
+    chunk_job *j = ctx;
+    int64_t first = 0; /* global index of the current tensor's first chunk */
+    for (int i = 0; i < j->table->count && first < end; i++) {
+        tuna_param *p = &j->table->items[i];
+        if (!selected(p, j->need_ema)) continue;
+        int64_t n = (p->numel + CHUNK - 1) / CHUNK;
+        for (int64_t c = begin > first ? begin - first : 0; c < n && first + c < end; c++) {
+            int64_t e = (c + 1) * CHUNK < p->numel ? (c + 1) * CHUNK : p->numel;
+            j->fn(j->ctx, p, c * CHUNK, e, first + c);
+        }
+        first += n;
+    }
+}
+
+static void for_each_chunk(const tuna_threads *pool, tuna_param_table *t, int need_ema, chunk_fn fn, void *ctx) {
+    chunk_job job = {t, need_ema, fn, ctx};
+    int64_t n = count_chunks(t, need_ema);
+    if (pool)
+        tuna_parallel_for(pool, (long)n, chunk_range, &job);
+    else
+        chunk_range(&job, 0, (long)n);
+}
+
+static void squares_chunk(void *ctx, tuna_param *p, int64_t begin, int64_t end, int64_t index) {
+    double *sums = ctx, s = 0.0;
+    const float *g = p->grad;
+#pragma omp simd reduction(+ : s)
+    for (int64_t k = begin; k < end; k++) s += (double)g[k] * (double)g[k];
+    sums[index] = s;
+}
+
+double tuna_grad_global_norm(const tuna_param_table *t, const tuna_threads *pool) {
     /* torch computes per-tensor norms, then the norm of those; in double
      * here the order makes no visible difference. */
-    double total = 0.0;
-    for (int i = 0; i < t->count; i++) {
-        const tuna_param *p = &t->items[i];
-        if (!p->grad) continue;
-        double s = 0.0;
-        for (int64_t k = 0; k < p->numel; k++) s += (double)p->grad[k] * (double)p->grad[k];
-        total += s;
+    int64_t n = count_chunks(t, 0);
+    double *sums = calloc((size_t)(n > 0 ? n : 1), sizeof(double)), total = 0.0;
+    if (!sums) { /* no memory for the partial sums: one serial pass */
+        for (int i = 0; i < t->count; i++)
+            if (t->items[i].grad)
+                for (int64_t k = 0; k < t->items[i].numel; k++)
+                    total += (double)t->items[i].grad[k] * (double)t->items[i].grad[k];
+        return sqrt(total);
     }
+    for_each_chunk(pool, (tuna_param_table *)t, 0, squares_chunk, sums);
+    for (int64_t c = 0; c < n; c++) total += sums[c];
+    free(sums);
     return sqrt(total);
 }
 
-double tuna_clip_grad_norm(tuna_param_table *t, double max_norm) {
-    double norm = tuna_grad_global_norm(t);
+static void scale_chunk(void *ctx, tuna_param *p, int64_t begin, int64_t end, int64_t index) {
+    (void)index;
+    const float coef = *(const float *)ctx;
+    float *restrict g = p->grad;
+#pragma omp simd
+    for (int64_t k = begin; k < end; k++) g[k] *= coef;
+}
+
+double tuna_clip_grad_norm(tuna_param_table *t, double max_norm, const tuna_threads *pool) {
+    double norm = tuna_grad_global_norm(t, pool);
     if (max_norm <= 0 || !isfinite(norm)) return norm;
     float coef = (float)(max_norm / (norm + 1e-6));
     if (coef >= 1.0f) return norm; /* torch multiplies by 1.0: identical */
-    for (int i = 0; i < t->count; i++) {
-        tuna_param *p = &t->items[i];
-        if (!p->grad) continue;
-        for (int64_t k = 0; k < p->numel; k++) p->grad[k] *= coef;
-    }
+    for_each_chunk(pool, t, 0, scale_chunk, &coef);
     return norm;
+}
+
+typedef struct {
+    float decay, one_minus_b1, b2, one_minus_b2, step_size, bias2_sqrt, eps;
+} adamw_scalars;
+
+/* One element of the update (the scalar tail and the reference for the
+ * vector loop below, which does the same operations 8 lanes at a time). */
+static inline void adamw_element(const adamw_scalars *a, float *w, float *m, float *v, float g) {
+    float mj = *m + a->one_minus_b1 * (g - *m);
+    float vj = *v * a->b2 + a->one_minus_b2 * (g * g);
+    float denom = sqrtf(vj) / a->bias2_sqrt + a->eps;
+    *m = mj;
+    *v = vj;
+    *w = *w * a->decay + (-a->step_size) * (mj / denom);
+}
+
+static void adamw_chunk(void *ctx, tuna_param *p, int64_t begin, int64_t end, int64_t index) {
+    (void)index;
+    const adamw_scalars *a = ctx;
+    float *w = p->weight, *m = p->m, *v = p->v;
+    const float *g = p->grad;
+    const __m256 decay = _mm256_set1_ps(a->decay), c1 = _mm256_set1_ps(a->one_minus_b1);
+    const __m256 b2 = _mm256_set1_ps(a->b2), c2 = _mm256_set1_ps(a->one_minus_b2);
+    const __m256 b2s = _mm256_set1_ps(a->bias2_sqrt), eps = _mm256_set1_ps(a->eps);
+    const __m256 neg_step = _mm256_set1_ps(-a->step_size);
+    int64_t j = begin;
+    for (; j + 8 <= end; j += 8) {
+        __m256 gj = _mm256_loadu_ps(g + j), mj = _mm256_loadu_ps(m + j), vj = _mm256_loadu_ps(v + j);
+        mj = _mm256_fmadd_ps(c1, _mm256_sub_ps(gj, mj), mj);
+        vj = _mm256_fmadd_ps(c2, _mm256_mul_ps(gj, gj), _mm256_mul_ps(vj, b2));
+        __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vj), b2s), eps);
+        __m256 wj = _mm256_mul_ps(_mm256_loadu_ps(w + j), decay);
+        _mm256_storeu_ps(m + j, mj);
+        _mm256_storeu_ps(v + j, vj);
+        _mm256_storeu_ps(w + j, _mm256_fmadd_ps(neg_step, _mm256_div_ps(mj, denom), wj));
+    }
+    for (; j < end; j++) adamw_element(a, w + j, m + j, v + j, g[j]);
 }
 
 void tuna_adamw_step(tuna_optimizer *opt, tuna_param_table *t, double lr) {
@@ -70,26 +176,16 @@ void tuna_adamw_step(tuna_optimizer *opt, tuna_param_table *t, double lr) {
     double k = (double)opt->step;
     /* Scalars are computed in double (Python floats) and rounded to f32 where
      * torch's f32 kernels take them. */
-    float decay = (float)(1.0 - lr * c->weight_decay);
-    float one_minus_b1 = (float)(1.0 - c->beta1);
-    float b2 = (float)c->beta2, one_minus_b2 = (float)(1.0 - c->beta2);
-    double bias1 = 1.0 - pow(c->beta1, k);
-    double bias2 = 1.0 - pow(c->beta2, k);
-    float step_size = (float)(lr / bias1);
-    float bias2_sqrt = (float)sqrt(bias2);
-    float eps = (float)c->eps;
-    for (int i = 0; i < t->count; i++) {
-        tuna_param *p = &t->items[i];
-        if (!p->grad) continue;
-        float *w = p->weight, *g = p->grad, *m = p->m, *v = p->v;
-        for (int64_t j = 0; j < p->numel; j++) {
-            w[j] *= decay;
-            m[j] = m[j] + one_minus_b1 * (g[j] - m[j]);
-            v[j] = v[j] * b2 + one_minus_b2 * (g[j] * g[j]);
-            float denom = sqrtf(v[j]) / bias2_sqrt + eps;
-            w[j] = w[j] + (-step_size) * (m[j] / denom);
-        }
-    }
+    adamw_scalars a = {
+        .decay = (float)(1.0 - lr * c->weight_decay),
+        .one_minus_b1 = (float)(1.0 - c->beta1),
+        .b2 = (float)c->beta2,
+        .one_minus_b2 = (float)(1.0 - c->beta2),
+        .step_size = (float)(lr / (1.0 - pow(c->beta1, k))),
+        .bias2_sqrt = (float)sqrt(1.0 - pow(c->beta2, k)),
+        .eps = (float)c->eps,
+    };
+    for_each_chunk(opt->pool, t, 0, adamw_chunk, &a);
 }
 
 double tuna_ema_decay_at(const tuna_optimizer_config *c, int64_t n) {
@@ -98,18 +194,26 @@ double tuna_ema_decay_at(const tuna_optimizer_config *c, int64_t n) {
     return ramp < c->ema_decay ? ramp : c->ema_decay;
 }
 
+static void ema_chunk(void *ctx, tuna_param *p, int64_t begin, int64_t end, int64_t index) {
+    (void)index;
+    const float weight = *(const float *)ctx;
+    float *restrict e = p->ema;
+    const float *restrict w = p->weight;
+#pragma omp simd
+    for (int64_t j = begin; j < end; j++) e[j] = e[j] + weight * (w[j] - e[j]);
+}
+
+static void ema_copy_chunk(void *ctx, tuna_param *p, int64_t begin, int64_t end, int64_t index) {
+    (void)ctx;
+    (void)index;
+    memcpy(p->ema + begin, p->weight + begin, (size_t)(end - begin) * sizeof(float));
+}
+
 void tuna_ema_update(tuna_optimizer *opt, tuna_param_table *t) {
     if (opt->config.ema_decay <= 0) return;
     opt->ema_updates++;
     int64_t n = opt->ema_updates;
     float weight = (float)(1.0 - tuna_ema_decay_at(&opt->config, n));
-    for (int i = 0; i < t->count; i++) {
-        tuna_param *p = &t->items[i];
-        if (!p->ema) continue;
-        if (n == 1) { /* AveragedModel's first update copies */
-            memcpy(p->ema, p->weight, (size_t)p->numel * sizeof(float));
-            continue;
-        }
-        for (int64_t j = 0; j < p->numel; j++) p->ema[j] = p->ema[j] + weight * (p->weight[j] - p->ema[j]);
-    }
+    /* AveragedModel's first update copies */
+    for_each_chunk(opt->pool, t, 1, n == 1 ? ema_copy_chunk : ema_chunk, &weight);
 }

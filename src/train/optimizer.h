@@ -20,6 +20,7 @@
 #ifndef TUNA_TRAIN_OPTIMIZER_H
 #define TUNA_TRAIN_OPTIMIZER_H
 
+#include "core/threads.h"
 #include "train/params.h"
 
 typedef enum { TUNA_LR_CONSTANT = 0, TUNA_LR_COSINE } tuna_lr_schedule;
@@ -45,6 +46,7 @@ typedef struct {
     tuna_optimizer_config config;
     int64_t step;           /* updates done so far (torch's state["step"]) */
     int64_t ema_updates;    /* EMA updates done so far */
+    const tuna_threads *pool; /* runs the element-wise passes; NULL: serial (results are the same) */
 } tuna_optimizer;
 
 void tuna_optimizer_init(tuna_optimizer *opt, const tuna_optimizer_config *config);
@@ -52,13 +54,14 @@ void tuna_optimizer_init(tuna_optimizer *opt, const tuna_optimizer_config *confi
 /* Learning rate of the update with index step (0-based). */
 double tuna_lr_at(const tuna_optimizer_config *c, int64_t step);
 
-/* sqrt(sum of squares) over every gradient buffer (double accumulation). */
-double tuna_grad_global_norm(const tuna_param_table *t);
+/* sqrt(sum of squares) over every gradient buffer (double accumulation);
+ * pool may be NULL (the result does not depend on it). */
+double tuna_grad_global_norm(const tuna_param_table *t, const tuna_threads *pool);
 
 /* clip_grad_norm_: returns the norm before clipping. max_norm <= 0: no-op.
  * A non-finite norm is returned as is and the gradients are left alone
  * (the caller skips the update). */
-double tuna_clip_grad_norm(tuna_param_table *t, double max_norm);
+double tuna_clip_grad_norm(tuna_param_table *t, double max_norm, const tuna_threads *pool);
 
 /* One AdamW update with learning rate lr on every trainable parameter; step++. */
 void tuna_adamw_step(tuna_optimizer *opt, tuna_param_table *t, double lr);

@@ -97,6 +97,7 @@ tuna_status tuna_trainer_run(const tuna_trainer_config *config, tuna_param_table
     if (optim.total_steps <= 0) optim.total_steps = config->max_steps;
     tuna_optimizer opt;
     tuna_optimizer_init(&opt, &optim);
+    opt.pool = config->threads;
     tuna_train_state state = {0};
     char ckpt[4096];
     int64_t start = 0;
@@ -151,7 +152,7 @@ tuna_status tuna_trainer_run(const tuna_trainer_config *config, tuna_param_table
             tuna_train_batch_free(batch);
         }
         if (st != TUNA_OK) break;
-        double norm = tuna_clip_grad_norm(params, config->optim.max_grad_norm);
+        double norm = tuna_clip_grad_norm(params, config->optim.max_grad_norm, config->threads);
         double lr = tuna_lr_at(&optim, step);
         int skipped = !isfinite(norm) || !isfinite(ss.loss);
         if (skipped) {

@@ -70,6 +70,7 @@ typedef struct {
     int quiet;                /* no progress lines */
     int resume;               /* 1: continue from the latest complete checkpoint in output_dir (default) */
     int64_t stop_after;       /* testing: return after this many steps in this call (0: no limit) */
+    const tuna_threads *threads; /* runs the optimizer's element-wise passes (NULL: serial; same results) */
 } tuna_trainer_config;
 
 void tuna_trainer_config_default(tuna_trainer_config *c);

@@ -15,7 +15,9 @@
  * transposed once, vectors along keys); then acc_r += sum_c P[r][c] V[c]
  * (vectors along D). Both are broadcast-FMA loops, no horizontal sums. */
 #include "ops/ops.h"
+#include "ops/cpu/vec_math.h"
 
+#include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
@@ -26,45 +28,6 @@
  * rows: with 7 q heads per kv head (Qwen2.5-7B) a tile is 18 queries x 7 heads,
  * which halves the K/V traffic of long sequences against 64 rows. */
 enum { ATT_ROWS = 128, ATT_BK = 32 };
-
-/* ---- vector exp ------------------------------------------------------------
- * exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln2 (two-step), exp(r)
- * by the degree-5 minimax polynomial used by Cephes' expf (|rel err| < 2e-7).
- * Inputs below -87 give 0 (masked scores are -inf and must give exactly 0). */
-static inline __m256 exp256(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-87.3f), hi = _mm256_set1_ps(88.3f);
-    __m256 underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    __m256 r2 = _mm256_mul_ps(r, r);
-    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    __m256 result = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    return _mm256_andnot_ps(underflow, result);
-}
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline float hmax8(__m256 v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* End (exclusive) of the visible key prefix of query position i. */
 static int64_t visible_end(const tuna_attention_params *p, int64_t i) {
@@ -336,9 +299,7 @@ tuna_status tuna_attention_forward(float *out, float *lse, const float *q, const
 
 /* ---- backward -------------------------------------------------------------
  * Work unit = one kv head with all the q heads that read it, so dk/dv of a kv
- * head are written by one thread only. K and V of the kv head are transposed
- * once ([D][k_len], columns padded to 8) and dK, dV are accumulated transposed,
- * so every step of a query row i is vectorised over the keys c < vis(i):
+ * head are written by one thread only. Per query row i and visible key c:
  *   s_c  = q_i . k_c                    p_c = exp(scale s_c - lse_i)  (0 past vis)
  *   dp_c = do_i . v_c                   ds_c = p_c (dp_c - D_i),  D_i = do_i . o_i
  *   dq_i = scale sum_c ds_c k_c         dk_c += scale ds_c q_i     dv_c += p_c do_i */
@@ -351,6 +312,16 @@ typedef struct {
     int failed;
 } att_bwd_job;
 
+/* Backward by blocks of BWD_ROWS query rows of one head, as five GEMMs
+ * (OpenBLAS, single-threaded inside our pool) on the block's visible keys
+ * [0, n), n = max vis(i) over the block:
+ *   S  = Q K^T                 P = exp(scale S - lse) (0 where c >= vis(i))
+ *   dP = dO V^T                dS = P o (dP - D),  D_i = do_i . o_i
+ *   dQ = scale dS K            dK += scale dS^T Q        dV += P^T dO
+ * The block's S/P and dP/dS scratch is BWD_ROWS x k_len floats each. Heads
+ * of one kv group run in one work unit so dK and dV are written race-free. */
+enum { BWD_ROWS = 64 };
+
 static float dot_f32(const float *a, const float *b, int n) {
     __m256 s = _mm256_setzero_ps();
     int i = 0;
@@ -360,87 +331,80 @@ static float dot_f32(const float *a, const float *b, int n) {
     return r;
 }
 
-/* out[c] = sum_d x[d] * t[d * ld + c] for c < n (n a multiple of 8). */
-static void rows_times_transposed(float *out, const float *x, const float *t, int64_t ld, int D, int64_t n) {
-    memset(out, 0, (size_t)n * sizeof(float));
-    for (int d = 0; d < D; d++) {
-        __m256 xd = _mm256_set1_ps(x[d]);
-        const float *td = t + d * ld;
-        for (int64_t c = 0; c < n; c += 8)
-            _mm256_store_ps(out + c, _mm256_fmadd_ps(xd, _mm256_load_ps(td + c), _mm256_load_ps(out + c)));
-    }
-}
-
-/* t[d * ld + c] += alpha * x[d] * w[c] for c < n (n a multiple of 8). */
-static void add_outer_transposed(float *t, int64_t ld, const float *x, float alpha, const float *w, int D, int64_t n) {
-    for (int d = 0; d < D; d++) {
-        __m256 xd = _mm256_set1_ps(alpha * x[d]);
-        float *td = t + d * ld;
-        for (int64_t c = 0; c < n; c += 8)
-            _mm256_store_ps(td + c, _mm256_fmadd_ps(xd, _mm256_load_ps(w + c), _mm256_load_ps(td + c)));
-    }
-}
-
-static void attention_backward_head(const att_bwd_job *j, int kvh, float *kt, float *vt, float *dkt, float *dvt,
-                                    float *pr, float *ds, int64_t ld) {
+/* P and dS of one block, in place: pr holds S on entry and P on exit, ds holds
+ * dP on entry and dS on exit; rows r < nb, columns c < n (ld n). */
+static void softmax_grad_block(const att_bwd_job *j, int h, int64_t i0, int nb, int64_t n, float *pr, float *ds) {
     const tuna_attention_params *p = j->p;
-    const int D = p->head_dim, group = p->n_heads / p->n_kv_heads;
-    const int64_t qstride = (int64_t)p->n_heads * D, kvstride = (int64_t)p->n_kv_heads * D;
-    memset(kt, 0, sizeof(float) * (size_t)(D * ld));
-    memset(vt, 0, sizeof(float) * (size_t)(D * ld));
-    memset(dkt, 0, sizeof(float) * (size_t)(D * ld));
-    memset(dvt, 0, sizeof(float) * (size_t)(D * ld));
-    for (int64_t c = 0; c < p->k_len; c++)
-        for (int d = 0; d < D; d++) {
-            kt[d * ld + c] = j->k[c * kvstride + (int64_t)kvh * D + d];
-            vt[d * ld + c] = j->v[c * kvstride + (int64_t)kvh * D + d];
+    const int D = p->head_dim;
+    const int64_t qstride = (int64_t)p->n_heads * D;
+    for (int r = 0; r < nb; r++) {
+        int64_t i = i0 + r;
+        float *prow = pr + r * n, *drow = ds + r * n;
+        float lse = j->lse[(int64_t)h * p->q_len + i];
+        int64_t vis = visible_end(p, p->q_start + i);
+        if (!(lse > -INFINITY)) vis = 0;
+        float Di = dot_f32(j->dout + i * qstride + (int64_t)h * D, j->out + i * qstride + (int64_t)h * D, D);
+        const __m256 scale = _mm256_set1_ps(j->scale), lsev = _mm256_set1_ps(lse), Dv = _mm256_set1_ps(Di);
+        int64_t c = 0;
+        for (; c + 8 <= vis; c += 8) {
+            __m256 pc = exp256(_mm256_fmsub_ps(scale, _mm256_loadu_ps(prow + c), lsev));
+            _mm256_storeu_ps(prow + c, pc);
+            _mm256_storeu_ps(drow + c, _mm256_mul_ps(pc, _mm256_sub_ps(_mm256_loadu_ps(drow + c), Dv)));
         }
-    for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-        for (int64_t i = 0; i < p->q_len; i++) {
-            const float *qi = j->q + i * qstride + (int64_t)h * D;
-            const float *doi = j->dout + i * qstride + (int64_t)h * D;
-            const float *oi = j->out + i * qstride + (int64_t)h * D;
-            float *dqi = j->dq + i * qstride + (int64_t)h * D;
-            memset(dqi, 0, (size_t)D * sizeof(float));
-            float lse = j->lse[(int64_t)h * p->q_len + i];
-            int64_t vis = visible_end(p, p->q_start + i);
-            if (!(lse > -INFINITY) || vis <= 0) continue;
-            int64_t n = (vis + 7) & ~(int64_t)7;
-            float Di = dot_f32(doi, oi, D);
-            rows_times_transposed(pr, qi, kt, ld, D, n);
-            rows_times_transposed(ds, doi, vt, ld, D, n);
-            const __m256 scale = _mm256_set1_ps(j->scale), lsev = _mm256_set1_ps(lse), Dv = _mm256_set1_ps(Di);
-            for (int64_t c = 0; c < n; c += 8) {
-                __m256 pc = exp256(_mm256_fmsub_ps(scale, _mm256_load_ps(pr + c), lsev));
-                __m256 keep = _mm256_cmp_ps(_mm256_add_ps(_mm256_set1_ps((float)c), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)),
-                                            _mm256_set1_ps((float)vis), _CMP_LT_OQ);
-                pc = _mm256_and_ps(pc, keep);
-                _mm256_store_ps(pr + c, pc);
-                _mm256_store_ps(ds + c, _mm256_mul_ps(pc, _mm256_sub_ps(_mm256_load_ps(ds + c), Dv)));
-            }
-            for (int d = 0; d < D; d++) dqi[d] = j->scale * dot_f32(ds, kt + d * ld, (int)n);
-            add_outer_transposed(dkt, ld, qi, j->scale, ds, D, n);
-            add_outer_transposed(dvt, ld, doi, 1.0f, pr, D, n);
+        for (; c < vis; c++) {
+            float pc = expf(j->scale * prow[c] - lse);
+            prow[c] = pc;
+            drow[c] = pc * (drow[c] - Di);
         }
+        for (; c < n; c++) prow[c] = drow[c] = 0.0f;
     }
-    for (int64_t c = 0; c < p->k_len; c++)
-        for (int d = 0; d < D; d++) {
-            j->dk[c * kvstride + (int64_t)kvh * D + d] += dkt[d * ld + c];
-            j->dv[c * kvstride + (int64_t)kvh * D + d] += dvt[d * ld + c];
-        }
+}
+
+static void attention_backward_block(const att_bwd_job *j, int h, int64_t i0, int nb, float *pr, float *ds) {
+    const tuna_attention_params *p = j->p;
+    const int D = p->head_dim, kvh = h / (p->n_heads / p->n_kv_heads);
+    const int64_t qstride = (int64_t)p->n_heads * D, kvstride = (int64_t)p->n_kv_heads * D;
+    int64_t n = 0;
+    for (int r = 0; r < nb; r++) {
+        int64_t vis = visible_end(p, p->q_start + i0 + r);
+        if (vis > n) n = vis;
+    }
+    float *dq = j->dq + i0 * qstride + (int64_t)h * D;
+    if (n <= 0) {
+        for (int r = 0; r < nb; r++) memset(dq + r * qstride, 0, (size_t)D * sizeof(float));
+        return;
+    }
+    const float *q = j->q + i0 * qstride + (int64_t)h * D, *dout = j->dout + i0 * qstride + (int64_t)h * D;
+    const float *k = j->k + (int64_t)kvh * D, *v = j->v + (int64_t)kvh * D;
+    float *dk = j->dk + (int64_t)kvh * D, *dv = j->dv + (int64_t)kvh * D;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int)n, D, 1.0f, q, (int)qstride, k, (int)kvstride, 0.0f,
+                pr, (int)n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int)n, D, 1.0f, dout, (int)qstride, v, (int)kvstride,
+                0.0f, ds, (int)n);
+    softmax_grad_block(j, h, i0, nb, n, pr, ds);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, (int)n, j->scale, ds, (int)n, k, (int)kvstride,
+                0.0f, dq, (int)qstride);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, D, nb, j->scale, ds, (int)n, q, (int)qstride, 1.0f,
+                dk, (int)kvstride);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, D, nb, 1.0f, pr, (int)n, dout, (int)qstride, 1.0f,
+                dv, (int)kvstride);
 }
 
 static void attention_backward_range(void *ctx, long begin, long end) {
     att_bwd_job *j = ctx;
-    const int64_t D = j->p->head_dim, ld = (j->p->k_len + 7) & ~(int64_t)7;
-    float *buf = aligned_alloc(64, sizeof(float) * (size_t)((4 * D + 2) * ld + 16));
+    const tuna_attention_params *p = j->p;
+    const int group = p->n_heads / p->n_kv_heads;
+    float *buf = malloc(sizeof(float) * 2 * BWD_ROWS * (size_t)p->k_len);
     if (!buf) {
         __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
         return;
     }
     for (long kvh = begin; kvh < end; kvh++)
-        attention_backward_head(j, (int)kvh, buf, buf + D * ld, buf + 2 * D * ld, buf + 3 * D * ld, buf + 4 * D * ld,
-                                buf + (4 * D + 1) * ld, ld);
+        for (int h = (int)kvh * group; h < ((int)kvh + 1) * group; h++)
+            for (int64_t i0 = 0; i0 < p->q_len; i0 += BWD_ROWS) {
+                int nb = (int)(p->q_len - i0 < BWD_ROWS ? p->q_len - i0 : BWD_ROWS);
+                attention_backward_block(j, h, i0, nb, buf, buf + BWD_ROWS * p->k_len);
+            }
     free(buf);
 }
 
