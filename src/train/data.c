@@ -678,6 +678,10 @@ tuna_status tuna_data_open(const tuna_data_config *config, const tuna_data_state
             config->buckets[i].height % config->patch_size || config->buckets[i].width % config->patch_size)
             return tuna_fail(err, TUNA_ERR_INVALID, "bucket %dx%d is not a multiple of the patch size %d",
                              config->buckets[i].height, config->buckets[i].width, config->patch_size);
+    for (int i = 0; i < TUNA_TASK_COUNT; i++)
+        if (config->streams[i].batch_size > TUNA_BATCH_MAX)
+            return tuna_fail(err, TUNA_ERR_INVALID, "data: batch size %d of stream %s is over %d",
+                             config->streams[i].batch_size, task_names[i], TUNA_BATCH_MAX);
     tuna_data *d = calloc(1, sizeof *d);
     if (!d) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
     d->config = *config;

@@ -98,11 +98,12 @@ typedef struct {
     const char *jsonl_path;  /* NULL: stream absent */
     const char *image_root;  /* NULL: the JSONL's directory */
     double weight;           /* relative; <= 0 disables the stream */
-    int batch_size;          /* sequences per micro-batch (default 1) */
+    int batch_size;          /* sequences per micro-batch (default 1, at most TUNA_BATCH_MAX) */
     int max_length;          /* longest sequence kept, in tokens (default 2048) */
 } tuna_stream_config;
 
 #define TUNA_DATA_MAX_BUCKETS 16
+#define TUNA_BATCH_MAX 256
 
 typedef struct {
     tuna_stream_config streams[TUNA_TASK_COUNT];

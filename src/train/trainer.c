@@ -137,9 +137,17 @@ tuna_status tuna_trainer_run(const tuna_trainer_config *config, tuna_param_table
             if (st != TUNA_OK) break;
             float scale = 1.0f / (float)(batch->count * config->grad_accum);
             ss.task = batch->task;
+            tuna_loss_values values[TUNA_BATCH_MAX] = {0};
+            if (batch->count > TUNA_BATCH_MAX) {
+                st = tuna_fail(err, TUNA_ERR_LIMIT, "trainer: at most %d sequences per micro-batch", TUNA_BATCH_MAX);
+            } else if (model->loss_and_grad_batch && batch->count > 1) {
+                st = model->loss_and_grad_batch(model->ctx, batch->samples, batch->count, scale, values, err);
+            } else {
+                for (int i = 0; i < batch->count && st == TUNA_OK; i++)
+                    st = model->loss_and_grad(model->ctx, &batch->samples[i], scale, &values[i], err);
+            }
             for (int i = 0; i < batch->count && st == TUNA_OK; i++) {
-                tuna_loss_values lv = {0};
-                st = model->loss_and_grad(model->ctx, &batch->samples[i], scale, &lv, err);
+                const tuna_loss_values lv = values[i];
                 double w = 1.0 / (double)(batch->count * config->grad_accum);
                 ss.loss += w * lv.loss;
                 ss.ce += w * lv.ce;

@@ -43,9 +43,17 @@ typedef struct {
 typedef tuna_status (*tuna_loss_grad_fn)(void *ctx, const tuna_train_sample *sample, float grad_scale,
                                          tuna_loss_values *out, tuna_error *err);
 
+/* Optional: the losses of count sequences at once, gradients ADDED as by
+ * count calls of loss_and_grad (out[i] for samples[i]); the model may run the
+ * sequences concurrently. Same contract otherwise (deterministic for a fixed
+ * thread count). */
+typedef tuna_status (*tuna_loss_grad_batch_fn)(void *ctx, const tuna_train_sample *samples, int count,
+                                               float grad_scale, tuna_loss_values *out, tuna_error *err);
+
 typedef struct {
     void *ctx;
     tuna_loss_grad_fn loss_and_grad;
+    tuna_loss_grad_batch_fn loss_and_grad_batch; /* may be NULL */
     void (*destroy)(void *ctx); /* may be NULL */
     const char *name;           /* for the log */
 } tuna_train_model;
