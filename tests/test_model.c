@@ -2,6 +2,7 @@
  * forward outputs and losses of four sequences, greedy decoding with the KV
  * cache, and 10-step generation and editing from the same initial noise. */
 #include "test.h"
+#include "core/dtype.h"
 #include "core/tensor.h"
 #include "infer/forward_batch.h"
 #include "infer/generate.h"
@@ -58,7 +59,9 @@ static void compare_results(const char *expected_path, const char *actual_path, 
     tuna_safetensors_close(&actual);
 }
 
-static void forward_case(const char *model_dir, const char *name, double tolerance, int with_grads) {
+/* convert: 0 keeps the checkpoint's dtypes, else the dtype every matrix is converted to (--dtype). */
+static void forward_case_as(const char *model_dir, const char *name, double tolerance, int with_grads,
+                            tuna_dtype convert) {
     char batch_path[256], expected_path[256], out_path[64];
     snprintf(batch_path, sizeof batch_path, FIXTURES "batch_%s.safetensors", name);
     snprintf(expected_path, sizeof expected_path, FIXTURES "result_%s.safetensors", name);
@@ -66,6 +69,11 @@ static void forward_case(const char *model_dir, const char *name, double toleran
     tuna_model model;
     tuna_error err = {0};
     REQUIRE(tuna_model_load(model_dir, &model, &err) == TUNA_OK, "%s", err.message);
+    if (convert && tuna_model_set_weight_dtype(&model, convert, &err) != TUNA_OK) {
+        CHECK(0, "convert: %s", err.message);
+        tuna_model_free(&model);
+        return;
+    }
     tuna_forward_batch batch;
     if (tuna_forward_batch_open(batch_path, model.config.image_channels, &batch, &err) != TUNA_OK) {
         CHECK(0, "%s", err.message);
@@ -80,6 +88,10 @@ static void forward_case(const char *model_dir, const char *name, double toleran
     tuna_model_free(&model);
 }
 
+static void forward_case(const char *model_dir, const char *name, double tolerance, int with_grads) {
+    forward_case_as(model_dir, name, tolerance, with_grads, 0);
+}
+
 TEST(forward_understanding_matches_reference) { forward_case(FIXTURES "tiny", "und", 1e-4, 0); }
 TEST(forward_text_to_image_with_masked_patches) { forward_case(FIXTURES "tiny", "t2i", 1e-4, 0); }
 TEST(forward_edit_two_image_sizes) { forward_case(FIXTURES "tiny", "edit", 1e-4, 0); }
@@ -87,6 +99,57 @@ TEST(forward_text_only) { forward_case(FIXTURES "tiny", "text", 1e-4, 0); }
 TEST(forward_from_pytorch_pt_checkpoint) { forward_case(FIXTURES "tiny_pt", "edit", 1e-4, 0); }
 /* bf16 weights: the same model rounded to bf16, so only close to the f32 results */
 TEST(forward_bf16_weights_close_to_f32) { forward_case(FIXTURES "tiny_bf16", "t2i", 5e-2, 0); }
+/* --dtype bf16 on the f32 fixture rounds every matrix exactly as the bf16
+ * fixture was written (torch's round to nearest even), and its forward stays
+ * within the bf16 tolerance of the f32 reference. */
+TEST(dtype_bf16_rounds_f32_weights_like_the_bf16_checkpoint) {
+    forward_case_as(FIXTURES "tiny", "t2i", 5e-2, 0, TUNA_BF16);
+    tuna_model rounded, shipped;
+    tuna_error err = {0};
+    REQUIRE(tuna_model_load(FIXTURES "tiny", &rounded, &err) == TUNA_OK, "%s", err.message);
+    REQUIRE(tuna_model_set_weight_dtype(&rounded, TUNA_BF16, &err) == TUNA_OK, "%s", err.message);
+    REQUIRE(tuna_model_load(FIXTURES "tiny_bf16", &shipped, &err) == TUNA_OK, "%s", err.message);
+    const tuna_tensor *pairs[][2] = {
+        {rounded.embed_tokens, shipped.embed_tokens},
+        {rounded.lm_head, shipped.lm_head},
+        {rounded.patch_weight, shipped.patch_weight},
+        {rounded.llm_layers[0].q_weight, shipped.llm_layers[0].q_weight},
+        {rounded.llm_layers[0].down_weight, shipped.llm_layers[0].down_weight},
+        {rounded.head_blocks[0].modulation_weight, shipped.head_blocks[0].modulation_weight},
+        {rounded.final_layer.linear_weight, shipped.final_layer.linear_weight},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        const tuna_tensor *a = pairs[i][0], *b = pairs[i][1];
+        CHECK(a->dtype == TUNA_BF16 && b->dtype == TUNA_BF16, "pair %zu: dtypes %d %d", i, a->dtype, b->dtype);
+        CHECK(tuna_tensor_numel(a) == tuna_tensor_numel(b) &&
+                  memcmp(a->data, b->data, (size_t)tuna_tensor_numel(a) * 2) == 0,
+              "pair %zu: rounded weights differ from the bf16 checkpoint's", i);
+    }
+    tuna_model_free(&rounded);
+    tuna_model_free(&shipped);
+}
+
+/* --dtype f32 on the bf16 fixture widens exactly and runs the f32 (OpenBLAS) path. */
+TEST(dtype_f32_widens_bf16_weights_exactly) {
+    tuna_model model;
+    tuna_error err = {0};
+    REQUIRE(tuna_model_load(FIXTURES "tiny_bf16", &model, &err) == TUNA_OK, "%s", err.message);
+    const tuna_tensor *before = model.llm_layers[0].gate_weight;
+    int64_t n = tuna_tensor_numel(before);
+    uint16_t *copy = malloc((size_t)n * 2);
+    memcpy(copy, before->data, (size_t)n * 2);
+    REQUIRE(tuna_model_set_weight_dtype(&model, TUNA_F32, &err) == TUNA_OK, "%s", err.message);
+    const tuna_tensor *after = model.llm_layers[0].gate_weight;
+    CHECK(after->dtype == TUNA_F32 && model.lm_head->dtype == TUNA_F32 && model.patch_weight->dtype == TUNA_F32,
+          "not all matrices widened");
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += ((const float *)after->data)[i] != tuna_bf16_to_f32(copy[i]);
+    CHECK(bad == 0, "%lld widened values differ", (long long)bad);
+    CHECK(tuna_model_set_weight_dtype(&model, TUNA_I8, &err) == TUNA_ERR_INVALID, "int8 accepted");
+    free(copy);
+    tuna_model_free(&model);
+    forward_case_as(FIXTURES "tiny_bf16", "t2i", 5e-2, 0, TUNA_F32);
+}
 
 /* every parameter's gradient against PyTorch autograd (issue: training) */
 TEST(gradients_understanding_match_autograd) { forward_case(FIXTURES "tiny", "und", 1e-4, 1); }
@@ -204,6 +267,8 @@ int main(void) {
     RUN(forward_text_only);
     RUN(forward_from_pytorch_pt_checkpoint);
     RUN(forward_bf16_weights_close_to_f32);
+    RUN(dtype_bf16_rounds_f32_weights_like_the_bf16_checkpoint);
+    RUN(dtype_f32_widens_bf16_weights_exactly);
     RUN(gradients_understanding_match_autograd);
     RUN(gradients_text_to_image_masked_match_autograd);
     RUN(gradients_edit_two_sizes_match_autograd);

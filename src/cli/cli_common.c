@@ -66,6 +66,23 @@ int cli_load_model(const char *model_arg, const char *tokenizer_arg, tuna_model 
     return 0;
 }
 
+int cli_apply_dtype(tuna_model *model, const char *dtype_name, const char *command) {
+    if (!dtype_name) return 0;
+    tuna_dtype dtype;
+    if (strcmp(dtype_name, "f32") == 0) dtype = TUNA_F32;
+    else if (strcmp(dtype_name, "bf16") == 0) dtype = TUNA_BF16;
+    else {
+        fprintf(stderr, "tuna %s: --dtype %s: use f32 or bf16\n", command, dtype_name);
+        return 1;
+    }
+    tuna_error err = {0};
+    if (tuna_model_set_weight_dtype(model, dtype, &err) != TUNA_OK) {
+        fprintf(stderr, "tuna %s: --dtype %s: %s\n", command, dtype_name, err.message);
+        return 1;
+    }
+    return 0;
+}
+
 int cli_parse_size(const char *text, int *height, int *width) {
     char extra;
     if (sscanf(text, "%dx%d%c", height, width, &extra) != 2 || *height <= 0 || *width <= 0 || *height > 16384 ||

@@ -19,6 +19,11 @@ const char *cli_model_path(const char *given, char *buf, size_t cap);
 int cli_load_model(const char *model_arg, const char *tokenizer_arg, tuna_model *model, tuna_tokenizer **tokenizer,
                    const char *command);
 
+/* --dtype NAME: NULL keeps the checkpoint's dtypes; "f32" or "bf16" converts
+ * every weight matrix (tuna_model_set_weight_dtype). Prints the error and
+ * returns non-zero on failure (the model is left loaded; the caller frees it). */
+int cli_apply_dtype(tuna_model *model, const char *dtype_name, const char *command);
+
 /* "HxW" -> height, width. 0 on success. */
 int cli_parse_size(const char *text, int *height, int *width);
 

@@ -20,7 +20,7 @@ typedef enum { MODE_GENERATE, MODE_EDIT, MODE_RECONSTRUCT } generate_mode;
 typedef struct {
     generate_mode mode;
     const char *command;
-    const char *model, *tokenizer, *prompt, *negative, *output, *image, *init_noise;
+    const char *model, *tokenizer, *prompt, *negative, *output, *image, *init_noise, *dtype;
     int height, width, steps, count, threads, no_guidance;
     float cfg;
     unsigned long long seed;
@@ -53,7 +53,9 @@ static void usage(FILE *out, const generate_options *o) {
             "  -n N                  number of images (default 1)\n"
             "      --init-noise FILE F32 safetensors holding the initial z [1,3,H,W] or [3,H,W]\n"
             "                        (first tensor), to compare with the reference bit for bit\n"
-            "      --dtype f32       compute precision (f32 only in this version)\n"
+            "      --dtype f32|bf16  precision of the weight matrices the matmuls read (default: the\n"
+            "                        checkpoint's): f32 widens bf16 files (exact, 2x memory), bf16\n"
+            "                        rounds f32 files (half the memory); accumulation is f32\n"
             "      --threads N       threads (default: TUNA_THREADS or all cores)\n",
             o->mode == MODE_EDIT ? "2" : "3");
 }
@@ -91,10 +93,11 @@ static int parse_options(int argc, char **argv, generate_options *o) {
         case 'n': o->count = atoi(optarg); break;
         case 'T': o->threads = atoi(optarg); break;
         case 'd':
-            if (strcmp(optarg, "f32") != 0) {
-                fprintf(stderr, "tuna %s: --dtype %s: this version computes in f32 only\n", o->command, optarg);
+            if (strcmp(optarg, "f32") != 0 && strcmp(optarg, "bf16") != 0) {
+                fprintf(stderr, "tuna %s: --dtype %s: use f32 or bf16\n", o->command, optarg);
                 return 2;
             }
+            o->dtype = optarg;
             break;
         case 'h': usage(stdout, o); return 0;
         default: usage(stderr, o); return 2;
@@ -227,6 +230,11 @@ static int run(generate_options *o) {
     tuna_model model;
     tuna_tokenizer *tok = NULL;
     if (cli_load_model(o->model, o->tokenizer, &model, &tok, o->command)) return 1;
+    if (cli_apply_dtype(&model, o->dtype, o->command)) {
+        tuna_model_free(&model);
+        tuna_tokenizer_free(tok);
+        return 1;
+    }
     tuna_threads pool;
     tuna_threads_init(&pool, o->threads);
     int p = model.config.patch_size, height = o->height, width = o->width, rc = 0;

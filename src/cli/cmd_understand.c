@@ -11,7 +11,7 @@
 #define MAX_TURNS 256
 
 typedef struct {
-    const char *model, *tokenizer, *prompt, *system;
+    const char *model, *tokenizer, *prompt, *system, *dtype;
     const char *images[TUNA_CHAT_MAX_IMAGES];
     int image_count, height, width, max_tokens, context, threads, interactive;
     tuna_token_sampling sampling;
@@ -36,6 +36,8 @@ static void usage(FILE *out) {
             "      --top-p P        nucleus sampling mass (default 1: off)\n"
             "      --seed N         seed of the sampler (default 0): runs are reproducible\n"
             "      --context N      most positions of the conversation (default 4096)\n"
+            "      --dtype f32|bf16 precision of the weight matrices (default: the checkpoint's;\n"
+            "                       f32 widens bf16 weights exactly, bf16 rounds f32 weights)\n"
             "      --threads N      threads (default: TUNA_THREADS or all cores)\n",
             TUNA_CHAT_MAX_IMAGES);
 }
@@ -49,7 +51,8 @@ static int parse_options(int argc, char **argv, understand_options *o) {
         {"temp", required_argument, 0, 'T'},  {"top-k", required_argument, 0, 'k'},
         {"top-p", required_argument, 0, 'P'}, {"seed", required_argument, 0, 'r'},
         {"context", required_argument, 0, 'C'}, {"threads", required_argument, 0, 'n'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+        {"dtype", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:t:p:ih", longs, NULL)) != -1) {
@@ -79,6 +82,7 @@ static int parse_options(int argc, char **argv, understand_options *o) {
         case 'r': o->seed = strtoull(optarg, NULL, 10); break;
         case 'C': o->context = atoi(optarg); break;
         case 'n': o->threads = atoi(optarg); break;
+        case 'd': o->dtype = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -181,6 +185,11 @@ int cmd_understand(int argc, char **argv) {
     tuna_model model;
     tuna_tokenizer *tok = NULL;
     if (cli_load_model(o.model, o.tokenizer, &model, &tok, "understand")) return 1;
+    if (cli_apply_dtype(&model, o.dtype, "understand")) {
+        tuna_model_free(&model);
+        tuna_tokenizer_free(tok);
+        return 1;
+    }
     tuna_threads pool;
     tuna_threads_init(&pool, o.threads);
     tuna_chat_session session;

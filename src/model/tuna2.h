@@ -60,6 +60,8 @@ typedef struct {
 
     float **converted;                /* owned f32 copies of non-f32 vectors */
     int converted_count, converted_capacity;
+    tuna_tensor *owned_matrices;      /* matrices converted by tuna_model_set_weight_dtype */
+    int owned_matrix_count;
 } tuna_model;
 
 /* Open weights (file or directory, any format io/checkpoint.h reads), find
@@ -67,6 +69,11 @@ typedef struct {
  * bind the tensors. */
 tuna_status tuna_model_load(const char *path, tuna_model *model, tuna_error *err);
 void tuna_model_free(tuna_model *model);
+
+/* Convert every weight matrix to dtype (TUNA_F32 or TUNA_BF16): the precision
+ * the matmuls then run in (src/model/weight_dtype.c). Matrices already in
+ * dtype are left in place. */
+tuna_status tuna_model_set_weight_dtype(tuna_model *model, tuna_dtype dtype, tuna_error *err);
 
 /* Bind the model to tensors that live elsewhere (a trainer's f32 master
  * weights): find(ctx, name) returns each tensor by its official name, or NULL.
