@@ -75,6 +75,61 @@ TEST(matmul_larger_blocks) {
     CHECK(run_case(TUNA_BF16, 4, 257, 1031, 1, 2) < 2e-6, "bf16 gemv 4x257x1031");
 }
 
+/* Grouped products (q/k/v, gate/up): three weights of different dtypes and
+ * widths, with and without bias, against the naive loop, one token (GEMV) and
+ * 70 rows (GEMM), 1 and 3 threads. */
+TEST(matmul_group_matches_separate_products) {
+    enum { K = 77, T = 3 };
+    const int Ns[T] = {40, 13, 29};
+    const tuna_dtype dts[T] = {TUNA_BF16, TUNA_F32, TUNA_F16};
+    const int Ms[2] = {1, 70};
+    for (int mi = 0; mi < 2; mi++)
+        for (int threads = 1; threads <= 3; threads += 2) {
+            int M = Ms[mi];
+            float *x = malloc(sizeof(float) * M * K), *wf[T], *b[T], *y[T], *ref[T];
+            uint16_t *w16[T];
+            tuna_tensor w[T];
+            tuna_matmul_target targets[T];
+            for (int i = 0; i < M * K; i++) x[i] = frand();
+            for (int t = 0; t < T; t++) {
+                int N = Ns[t];
+                wf[t] = malloc(sizeof(float) * N * K), w16[t] = malloc(2 * N * K);
+                b[t] = malloc(sizeof(float) * N), y[t] = malloc(sizeof(float) * M * N), ref[t] = malloc(sizeof(float) * M * N);
+                for (int i = 0; i < N; i++) b[t][i] = frand();
+                for (int i = 0; i < N * K; i++) {
+                    float v = frand();
+                    if (dts[t] == TUNA_BF16) { w16[t][i] = tuna_f32_to_bf16(v); v = tuna_bf16_to_f32(w16[t][i]); }
+                    if (dts[t] == TUNA_F16) { w16[t][i] = tuna_f32_to_f16(v); v = tuna_f16_to_f32(w16[t][i]); }
+                    wf[t][i] = v;
+                }
+                int64_t shape[2] = {N, K};
+                tuna_tensor_init_view(&w[t], dts[t], 2, shape, dts[t] == TUNA_F32 ? (void *)wf[t] : (void *)w16[t]);
+                for (int i = 0; i < M * N; i++) y[t][i] = NAN;
+                targets[t] = (tuna_matmul_target){y[t], &w[t], t == 1 ? NULL : b[t]};
+                naive_matmul(ref[t], x, wf[t], t == 1 ? NULL : b[t], M, N, K);
+            }
+            tuna_threads pool;
+            tuna_threads_init(&pool, threads);
+            tuna_error err = {0};
+            CHECK(tuna_matmul_forward_group(targets, T, x, M, K, &pool, &err) == TUNA_OK, "%s", err.message);
+            for (int t = 0; t < T; t++) {
+                double e = test_max_relative_error(y[t], ref[t], (long)M * Ns[t]);
+                CHECK(e < 2e-6, "M=%d threads=%d target %d (%s): rel err %.3g", M, threads, t, tuna_dtype_name(dts[t]), e);
+                free(wf[t]); free(w16[t]); free(b[t]); free(y[t]); free(ref[t]);
+            }
+            free(x);
+        }
+    float x[4] = {0}, y[4];
+    int64_t shape[2] = {2, 3};
+    tuna_tensor bad;
+    tuna_tensor_init_view(&bad, TUNA_F32, 2, shape, x);
+    tuna_matmul_target t = {y, &bad, NULL};
+    tuna_error err;
+    CHECK(tuna_matmul_forward_group(&t, 1, x, 1, 2, NULL, &err) == TUNA_ERR_INVALID, "K mismatch accepted");
+    CHECK(tuna_matmul_forward_group(&t, TUNA_MATMUL_GROUP_MAX + 1, x, 1, 3, NULL, &err) == TUNA_ERR_INVALID,
+          "too many targets accepted");
+}
+
 TEST(matmul_rejects_bad_input) {
     float x[4] = {0}, y[4];
     int64_t shape[2] = {2, 2};
@@ -151,6 +206,7 @@ int main(void) {
     printf("matmul isa: %s\n", tuna_matmul_isa());
     RUN(matmul_all_dtypes_odd_sizes);
     RUN(matmul_larger_blocks);
+    RUN(matmul_group_matches_separate_products);
     RUN(matmul_rejects_bad_input);
     RUN(matmul_backward_matches_finite_differences);
     RUN(matmul_backward_input_bf16_matches_f32);

@@ -218,12 +218,19 @@ static tuna_status project(forward_state *st, float *y, const float *x, const tu
     return tuna_matmul_forward(y, x, w, bias, st->rows, in, st->pool, err);
 }
 
+/* q, k, v = a Wq^T + bq, a Wk^T + bk, a Wv^T + bv in one parallel region. */
+static tuna_status project_qkv(forward_state *st, const tuna_tensor *wq, const float *bq, const tuna_tensor *wk,
+                               const float *bk, const tuna_tensor *wv, const float *bv, tuna_error *err) {
+    const tuna_matmul_target t[3] = {{st->q, wq, bq}, {st->k, wk, bk}, {st->v, wv, bv}};
+    return tuna_matmul_forward_group(t, 3, st->a, st->rows, st->config->hidden_size, st->pool, err);
+}
+
 /* SwiGLU MLP on st->a [rows, d] -> st->a: down(silu(gate(a)) * up(a)). */
 static tuna_status mlp_forward(forward_state *st, const tuna_tensor *gate_w, const tuna_tensor *up_w,
                                const tuna_tensor *down_w, int inter, tuna_error *err) {
     int d = st->config->hidden_size;
-    TUNA_TRY(project(st, st->gate, st->a, gate_w, NULL, d, err));
-    TUNA_TRY(project(st, st->up, st->a, up_w, NULL, d, err));
+    const tuna_matmul_target gate_up[2] = {{st->gate, gate_w, NULL}, {st->up, up_w, NULL}};
+    TUNA_TRY(tuna_matmul_forward_group(gate_up, 2, st->a, st->rows, d, st->pool, err));
     tuna_swiglu_forward(st->gate, st->gate, st->up, (int64_t)st->rows * inter);
     return project(st, st->a, st->gate, down_w, NULL, inter, err);
 }
@@ -239,9 +246,7 @@ static tuna_status llm_layer_forward(forward_state *st, int layer, tuna_error *e
 
     /* h = x + Wo attention(RoPE(Wq a + bq), RoPE(Wk a + bk), Wv a + bv),  a = RMSNorm(x) */
     tuna_rmsnorm_forward(st->a, NULL, st->x, w->input_norm, st->rows, d, eps, st->pool);
-    TUNA_TRY(project(st, st->q, st->a, w->q_weight, w->q_bias, d, err));
-    TUNA_TRY(project(st, st->k, st->a, w->k_weight, w->k_bias, d, err));
-    TUNA_TRY(project(st, st->v, st->a, w->v_weight, w->v_bias, d, err));
+    TUNA_TRY(project_qkv(st, w->q_weight, w->q_bias, w->k_weight, w->k_bias, w->v_weight, w->v_bias, err));
     for (int r = 0; r < st->count; r++) {
         tuna_kv_cache *cache = st->requests[r].request->cache;
         attention_geometry g = {c->num_heads, c->num_kv_heads, c->head_dim, tuna_kv_llm_keys(cache, layer),
@@ -316,9 +321,7 @@ static tuna_status head_block_forward(forward_state *st, int layer, tuna_error *
     /* a = modulate(RMSNorm(h), shift1, scale1); q, k = RMSNorm_head(Wq a, Wk a) */
     tuna_rmsnorm_forward(st->a, NULL, st->x, w->input_norm, st->rows, d, eps, st->pool);
     modulate_rows(st, st->a, 0, 6);
-    TUNA_TRY(project(st, st->q, st->a, w->q_weight, NULL, d, err));
-    TUNA_TRY(project(st, st->k, st->a, w->k_weight, NULL, d, err));
-    TUNA_TRY(project(st, st->v, st->a, w->v_weight, NULL, d, err));
+    TUNA_TRY(project_qkv(st, w->q_weight, NULL, w->k_weight, NULL, w->v_weight, NULL, err));
     tuna_rmsnorm_forward(st->q, NULL, st->q, w->q_norm, (int64_t)st->rows * c->num_heads, c->head_dim, qk_eps,
                          st->pool);
     tuna_rmsnorm_forward(st->k, NULL, st->k, w->k_norm, (int64_t)st->rows * c->num_kv_heads, c->head_dim, qk_eps,

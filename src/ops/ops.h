@@ -52,6 +52,21 @@ tuna_status tuna_matmul_forward_raw(float *y, const float *x, const void *w, tun
                                     const float *bias, int64_t M, int64_t N, int64_t K,
                                     const tuna_threads *pool, tuna_error *err);
 
+/* Several products of the same input in one parallel region:
+ *   targets[i].y[M, N_i] = x[M,K] targets[i].weight^T + targets[i].bias
+ * (q/k/v, gate/up). Identical results to one tuna_matmul_forward per target;
+ * the output columns of all targets are split over the pool together, so a
+ * one-token decode step wakes the threads once instead of once per matrix. */
+typedef struct {
+    float *y;
+    const tuna_tensor *weight;
+    const float *bias; /* may be NULL */
+} tuna_matmul_target;
+
+#define TUNA_MATMUL_GROUP_MAX 8
+tuna_status tuna_matmul_forward_group(const tuna_matmul_target *targets, int count, const float *x, int64_t M,
+                                      int64_t K, const tuna_threads *pool, tuna_error *err);
+
 /* Input gradient: dx[M,K] = dy[M,N] @ W[N,K]  (accumulate != 0: dx += ...).
  * W in F32, BF16 or F16 (16-bit W converted in tiles, as in the forward). */
 tuna_status tuna_matmul_backward_input(float *dx, const float *dy, const tuna_tensor *weight,

@@ -165,6 +165,82 @@ tuna_status tuna_matmul_forward(float *y, const float *x, const tuna_tensor *wei
                                    pool, err);
 }
 
+/* ---- grouped products ----------------------------------------------------
+ * Each target is cut into units exactly as tuna_matmul_forward cuts it (w16
+ * column blocks, or sgemm column slices); the units of all targets are
+ * numbered one after another and split over the pool in one region. */
+typedef struct {
+    tuna_range_fn fn[TUNA_MATMUL_GROUP_MAX];
+    void *job[TUNA_MATMUL_GROUP_MAX];
+    long units[TUNA_MATMUL_GROUP_MAX];
+    int count;
+} group_job;
+
+static void group_range(void *ctx, long begin, long end) {
+    group_job *g = ctx;
+    long first = 0;
+    for (int i = 0; i < g->count && first < end; i++) {
+        long lo = begin > first ? begin - first : 0, hi = end - first < g->units[i] ? end - first : g->units[i];
+        if (lo < hi) g->fn[i](g->job[i], lo, hi);
+        first += g->units[i];
+    }
+}
+
+static tuna_status group_check(const tuna_matmul_target *t, int64_t K, tuna_error *err) {
+    TUNA_TRY(check_weight(t->weight, "grouped matmul", err));
+    if (t->weight->shape[1] != K)
+        return tuna_fail(err, TUNA_ERR_INVALID, "grouped matmul: x has K=%lld but a weight is [%lld, %lld]",
+                         (long long)K, (long long)t->weight->shape[0], (long long)t->weight->shape[1]);
+    tuna_dtype d = t->weight->dtype;
+    if (d != TUNA_F32 && d != TUNA_BF16 && d != TUNA_F16)
+        return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "matmul: weight dtype %s not supported", tuna_dtype_name(d));
+    return TUNA_OK;
+}
+
+tuna_status tuna_matmul_forward_group(const tuna_matmul_target *targets, int count, const float *x, int64_t M,
+                                      int64_t K, const tuna_threads *pool, tuna_error *err) {
+    if (count < 0 || count > TUNA_MATMUL_GROUP_MAX || M < 0 || K <= 0 || !x)
+        return tuna_fail(err, TUNA_ERR_INVALID, "grouped matmul: bad arguments");
+    for (int i = 0; i < count; i++) TUNA_TRY(group_check(&targets[i], K, err));
+    if (M == 0 || count == 0) return TUNA_OK;
+    w16_job w16[TUNA_MATMUL_GROUP_MAX];
+    sgemm_job sg[TUNA_MATMUL_GROUP_MAX];
+    group_job g = {.count = count};
+    tuna_cpu_features f = tuna_cpu_detect();
+    int threads = pool ? pool->count : 1;
+    for (int i = 0; i < count; i++) {
+        const tuna_matmul_target *t = &targets[i];
+        int64_t N = t->weight->shape[0];
+        if (t->weight->dtype == TUNA_F32) {
+            float beta = 0.0f;
+            if (t->bias) {
+                add_bias_rows_range(t->y, t->bias, M, N);
+                beta = 1.0f;
+            }
+            sg[i] = (sgemm_job){SGEMM_FORWARD, t->y, x, t->weight->data, M, N, K, beta, K, 0, N};
+            int64_t chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
+            sg[i].chunk = chunk < 64 ? 64 : chunk;
+            g.fn[i] = sgemm_range, g.job[i] = &sg[i], g.units[i] = (long)((N + sg[i].chunk - 1) / sg[i].chunk);
+            continue;
+        }
+        w16[i] = (w16_job){
+            .y = t->y, .x = x, .w = t->weight->data,
+            .kind = t->weight->dtype == TUNA_BF16 ? TUNA_W16_BF16 : TUNA_W16_F16,
+            .bias = t->bias, .M = M, .N = N, .K = K,
+            .block = M <= TUNA_MATMUL_GEMV_MAX_M ? 4 : TUNA_GEMM_N_ALIGN,
+            .gemv = f.avx512f ? tuna_gemv_w16_avx512 : tuna_gemv_w16_avx2,
+            .gemm = f.avx512f ? tuna_gemm_w16_avx512 : tuna_gemm_w16_avx2,
+        };
+        g.fn[i] = w16_range, g.job[i] = &w16[i], g.units[i] = (long)((N + w16[i].block - 1) / w16[i].block);
+    }
+    long total = 0;
+    for (int i = 0; i < count; i++) total += g.units[i];
+    tuna_parallel_for(pool, total, group_range, &g);
+    for (int i = 0; i < count; i++)
+        if (g.fn[i] == w16_range && w16[i].failed) return tuna_fail(err, TUNA_ERR_NOMEM, "matmul: out of memory for GEMM panels");
+    return TUNA_OK;
+}
+
 /* ---- backward ------------------------------------------------------------ */
 
 typedef struct {
