@@ -145,7 +145,7 @@ static void trainer_config(tuna_trainer_config *c, const char *out, int64_t max_
 static tuna_status run_training(const char *out, int64_t max_steps, int64_t stop_after, int bf16, tuna_error *err) {
     tuna_param_table params;
     make_params(&params, 1);
-    tuna_train_model model = {&params, standin_loss_grad, NULL, "stand-in"};
+    tuna_train_model model = {.ctx = &params, .loss_and_grad = standin_loss_grad, .name = "stand-in"};
     tuna_trainer_config tc;
     trainer_config(&tc, out, max_steps);
     tc.stop_after = stop_after;
