@@ -3,7 +3,7 @@
  * same number of threads, in one invocation.
  *
  *   build/bench/bench_model MODEL_DIR [--threads N] [--prompt P] [--decode D]
- *        [--gen-size S] [--gen-steps G] [--full-decode F] [--no-reference]
+ *        [--gen-size S] [--gen-steps G] [--full-decode F] [--no-reference] [--dtype f32|bf16]
  *   build/bench/bench_model --memory MODEL_DIR [--threads N] [--image S]
  *        [--text T] [--decode D] [--tokenizer PATH]
  *
@@ -56,6 +56,7 @@ typedef struct {
     int memory;
     int image, text_words;
     const char *tokenizer;
+    const char *dtype; /* --dtype f32|bf16: convert the weight matrices after loading (as `tuna --dtype`) */
 } options;
 
 static void die(const char *what, const tuna_error *err) {
@@ -239,6 +240,8 @@ static int run_speed(const options *o) {
     tuna_error err;
     double t0 = bench_now();
     if (tuna_model_load(o->model_dir, &m, &err)) die(o->model_dir, &err);
+    if (o->dtype && tuna_model_set_weight_dtype(&m, strcmp(o->dtype, "f32") ? TUNA_BF16 : TUNA_F32, &err))
+        die("--dtype", &err);
     const tuna_config *c = &m.config;
     printf("bench_model: %s, threads=%d, load %.2f s\n", o->model_dir, pool.count, bench_now() - t0);
     printf("  LLM: hidden %d, %d layers, %d/%d heads, intermediate %d, vocab %d, weights %s; head: %d blocks\n",
@@ -474,6 +477,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--image")) o.image = int_arg(argc, argv, &i);
         else if (!strcmp(a, "--text")) o.text_words = int_arg(argc, argv, &i);
         else if (!strcmp(a, "--tokenizer") && i + 1 < argc) o.tokenizer = argv[++i];
+        else if (!strcmp(a, "--dtype") && i + 1 < argc && (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "bf16")))
+            o.dtype = argv[++i];
         else if (a[0] != '-' && !o.model_dir) o.model_dir = a;
         else {
             fprintf(stderr, "bench_model: unknown argument '%s' (see the top of bench/bench_model.c)\n", a);
