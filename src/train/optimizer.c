@@ -92,7 +92,6 @@ static void for_each_chunk(const tuna_threads *pool, tuna_param_table *t, int ne
 static void squares_chunk(void *ctx, tuna_param *p, int64_t begin, int64_t end, int64_t index) {
     double *sums = ctx, s = 0.0;
     const float *g = p->grad;
-#pragma omp simd reduction(+ : s)
     for (int64_t k = begin; k < end; k++) s += (double)g[k] * (double)g[k];
     sums[index] = s;
 }
@@ -119,7 +118,6 @@ static void scale_chunk(void *ctx, tuna_param *p, int64_t begin, int64_t end, in
     (void)index;
     const float coef = *(const float *)ctx;
     float *restrict g = p->grad;
-#pragma omp simd
     for (int64_t k = begin; k < end; k++) g[k] *= coef;
 }
 
@@ -199,7 +197,6 @@ static void ema_chunk(void *ctx, tuna_param *p, int64_t begin, int64_t end, int6
     const float weight = *(const float *)ctx;
     float *restrict e = p->ema;
     const float *restrict w = p->weight;
-#pragma omp simd
     for (int64_t j = begin; j < end; j++) e[j] = e[j] + weight * (w[j] - e[j]);
 }
 
