@@ -90,9 +90,21 @@ static void for_each_chunk(const tuna_threads *pool, tuna_param_table *t, int ne
 }
 
 static void squares_chunk(void *ctx, tuna_param *p, int64_t begin, int64_t end, int64_t index) {
-    double *sums = ctx, s = 0.0;
+    double *sums = ctx;
     const float *g = p->grad;
-    for (int64_t k = begin; k < end; k++) s += (double)g[k] * (double)g[k];
+    /* 8 lanes widened to two 4-double accumulators; their order is fixed */
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    int64_t k = begin;
+    for (; k + 8 <= end; k += 8) {
+        __m256 v = _mm256_loadu_ps(g + k);
+        __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        a0 = _mm256_fmadd_pd(lo, lo, a0);
+        a1 = _mm256_fmadd_pd(hi, hi, a1);
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(a0, a1));
+    double s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for (; k < end; k++) s += (double)g[k] * (double)g[k];
     sums[index] = s;
 }
 
