@@ -48,23 +48,15 @@ static int matrix_slots(tuna_model *m, const tuna_tensor ***slots) {
     return n;
 }
 
-static float element_as_f32(const tuna_tensor *t, int64_t i) {
-    switch (t->dtype) {
-    case TUNA_BF16: return tuna_bf16_to_f32(((const uint16_t *)t->data)[i]);
-    case TUNA_F16: return tuna_f16_to_f32(((const uint16_t *)t->data)[i]);
-    default: return ((const float *)t->data)[i];
-    }
-}
-
+/* dst = src in dtype: f32 widening is tuna_tensor_to_f32; bf16 rounds each
+ * element read as f32 (tuna_tensor_get_f32). */
 static tuna_status convert_matrix(const tuna_tensor *src, tuna_dtype dtype, tuna_tensor *dst, tuna_error *err) {
     if (src->dtype != TUNA_F32 && src->dtype != TUNA_BF16 && src->dtype != TUNA_F16)
         return tuna_fail(err, TUNA_ERR_FORMAT, "a weight matrix has dtype %s", tuna_dtype_name(src->dtype));
+    if (dtype == TUNA_F32) return tuna_tensor_to_f32(src, dst, err);
     TUNA_TRY(tuna_tensor_alloc(dst, dtype, src->ndim, src->shape, err));
     int64_t n = tuna_tensor_numel(src);
-    if (dtype == TUNA_F32)
-        for (int64_t i = 0; i < n; i++) ((float *)dst->data)[i] = element_as_f32(src, i);
-    else
-        for (int64_t i = 0; i < n; i++) ((uint16_t *)dst->data)[i] = tuna_f32_to_bf16(element_as_f32(src, i));
+    for (int64_t i = 0; i < n; i++) ((uint16_t *)dst->data)[i] = tuna_f32_to_bf16(tuna_tensor_get_f32(src, i));
     return TUNA_OK;
 }
 

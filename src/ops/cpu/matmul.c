@@ -100,16 +100,63 @@ static void sgemm_range(void *ctx, long begin, long end) {
     }
 }
 
-static void sgemm_split(const tuna_threads *pool, sgemm_kind kind, float *c, const float *a, int64_t lda,
-                        const float *b, int64_t M, int64_t N, int64_t K, float beta) {
+/* A job whose units are slices of at least 64 columns, multiples of 16, one
+ * per thread; *units gets their count. */
+static sgemm_job sgemm_job_make(const tuna_threads *pool, sgemm_kind kind, float *c, const float *a, int64_t lda,
+                                const float *b, int64_t M, int64_t N, int64_t K, float beta, long *units) {
     sgemm_job job = {kind, c, a, b, M, N, K, beta, lda, 0, kind == SGEMM_INPUT ? K : N};
     int threads = pool ? pool->count : 1;
-    /* slices of at least 64 columns, multiples of 16, one per thread */
     int64_t chunk = (job.extent + threads - 1) / threads;
     chunk = (chunk + 15) / 16 * 16;
-    if (chunk < 64) chunk = 64;
-    job.chunk = chunk;
-    tuna_parallel_for(pool, (long)((job.extent + chunk - 1) / chunk), sgemm_range, &job);
+    job.chunk = chunk < 64 ? 64 : chunk;
+    *units = (long)((job.extent + job.chunk - 1) / job.chunk);
+    return job;
+}
+
+static void sgemm_split(const tuna_threads *pool, sgemm_kind kind, float *c, const float *a, int64_t lda,
+                        const float *b, int64_t M, int64_t N, int64_t K, float beta) {
+    long units;
+    sgemm_job job = sgemm_job_make(pool, kind, c, a, lda, b, M, N, K, beta, &units);
+    tuna_parallel_for(pool, units, sgemm_range, &job);
+}
+
+/* The forward product y = x w^T + bias cut into units of parallel work:
+ * F32 weights as OpenBLAS column slices (the bias written into y first, then
+ * beta = 1), BF16/F16 weights as our kernels' column blocks. The caller has
+ * checked the dtype. */
+typedef struct {
+    tuna_range_fn fn;
+    long units;
+    union {
+        sgemm_job sgemm;
+        w16_job w16;
+    } job;
+} forward_part;
+
+static void forward_part_init(forward_part *part, float *y, const float *x, const void *w, tuna_dtype w_dtype,
+                              const float *bias, int64_t M, int64_t N, int64_t K, const tuna_threads *pool) {
+    if (w_dtype == TUNA_F32) {
+        if (bias) add_bias_rows_range(y, bias, M, N);
+        part->fn = sgemm_range;
+        part->job.sgemm = sgemm_job_make(pool, SGEMM_FORWARD, y, x, K, (const float *)w, M, N, K, bias ? 1.0f : 0.0f,
+                                         &part->units);
+        return;
+    }
+    tuna_cpu_features f = tuna_cpu_detect();
+    part->fn = w16_range;
+    part->job.w16 = (w16_job){
+        .y = y, .x = x, .w = w, .kind = w_dtype == TUNA_BF16 ? TUNA_W16_BF16 : TUNA_W16_F16,
+        .bias = bias, .M = M, .N = N, .K = K,
+        .block = M <= TUNA_MATMUL_GEMV_MAX_M ? 4 : TUNA_GEMM_N_ALIGN,
+        .gemv = f.avx512f ? tuna_gemv_w16_avx512 : tuna_gemv_w16_avx2,
+        .gemm = f.avx512f ? tuna_gemm_w16_avx512 : tuna_gemm_w16_avx2,
+        .failed = 0,
+    };
+    part->units = (long)((N + part->job.w16.block - 1) / part->job.w16.block);
+}
+
+static int forward_part_failed(const forward_part *part) {
+    return part->fn == w16_range && part->job.w16.failed;
 }
 
 tuna_status tuna_matmul_forward_raw(float *y, const float *x, const void *w, tuna_dtype w_dtype,
@@ -119,30 +166,13 @@ tuna_status tuna_matmul_forward_raw(float *y, const float *x, const void *w, tun
         return tuna_fail(err, TUNA_ERR_INVALID, "matmul: bad sizes M=%lld N=%lld K=%lld",
                          (long long)M, (long long)N, (long long)K);
     if (M == 0) return TUNA_OK;
-    if (w_dtype == TUNA_F32) {
-        float beta = 0.0f;
-        if (bias) {
-            add_bias_rows_range(y, bias, M, N);
-            beta = 1.0f;
-        }
-        sgemm_split(pool, SGEMM_FORWARD, y, x, K, (const float *)w, M, N, K, beta);
-        return TUNA_OK;
-    }
-    if (w_dtype != TUNA_BF16 && w_dtype != TUNA_F16)
+    if (w_dtype != TUNA_F32 && w_dtype != TUNA_BF16 && w_dtype != TUNA_F16)
         return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "matmul: weight dtype %s not supported",
                          tuna_dtype_name(w_dtype));
-    tuna_cpu_features f = tuna_cpu_detect();
-    w16_job job = {
-        .y = y, .x = x, .w = w, .kind = w_dtype == TUNA_BF16 ? TUNA_W16_BF16 : TUNA_W16_F16,
-        .bias = bias, .M = M, .N = N, .K = K,
-        .block = M <= TUNA_MATMUL_GEMV_MAX_M ? 4 : TUNA_GEMM_N_ALIGN,
-        .gemv = f.avx512f ? tuna_gemv_w16_avx512 : tuna_gemv_w16_avx2,
-        .gemm = f.avx512f ? tuna_gemm_w16_avx512 : tuna_gemm_w16_avx2,
-        .failed = 0,
-    };
-    long units = (long)((N + job.block - 1) / job.block);
-    tuna_parallel_for(pool, units, w16_range, &job);
-    if (job.failed) return tuna_fail(err, TUNA_ERR_NOMEM, "matmul: out of memory for GEMM panels");
+    forward_part part;
+    forward_part_init(&part, y, x, w, w_dtype, bias, M, N, K, pool);
+    tuna_parallel_for(pool, part.units, part.fn, &part.job);
+    if (forward_part_failed(&part)) return tuna_fail(err, TUNA_ERR_NOMEM, "matmul: out of memory for GEMM panels");
     return TUNA_OK;
 }
 
@@ -154,13 +184,19 @@ static tuna_status check_weight(const tuna_tensor *weight, const char *what, tun
     return TUNA_OK;
 }
 
-tuna_status tuna_matmul_forward(float *y, const float *x, const tuna_tensor *weight,
-                                const float *bias, int64_t M, int64_t K,
-                                const tuna_threads *pool, tuna_error *err) {
+/* A 2-D contiguous weight [N, K] for an input with K columns. */
+static tuna_status check_forward_weight(const tuna_tensor *weight, int64_t K, tuna_error *err) {
     TUNA_TRY(check_weight(weight, "matmul", err));
     if (weight->shape[1] != K)
         return tuna_fail(err, TUNA_ERR_INVALID, "matmul: x has K=%lld but weight is [%lld, %lld]",
                          (long long)K, (long long)weight->shape[0], (long long)weight->shape[1]);
+    return TUNA_OK;
+}
+
+tuna_status tuna_matmul_forward(float *y, const float *x, const tuna_tensor *weight,
+                                const float *bias, int64_t M, int64_t K,
+                                const tuna_threads *pool, tuna_error *err) {
+    TUNA_TRY(check_forward_weight(weight, K, err));
     return tuna_matmul_forward_raw(y, x, weight->data, weight->dtype, bias, M, weight->shape[0], K,
                                    pool, err);
 }
@@ -170,9 +206,7 @@ tuna_status tuna_matmul_forward(float *y, const float *x, const tuna_tensor *wei
  * column blocks, or sgemm column slices); the units of all targets are
  * numbered one after another and split over the pool in one region. */
 typedef struct {
-    tuna_range_fn fn[TUNA_MATMUL_GROUP_MAX];
-    void *job[TUNA_MATMUL_GROUP_MAX];
-    long units[TUNA_MATMUL_GROUP_MAX];
+    forward_part parts[TUNA_MATMUL_GROUP_MAX];
     int count;
 } group_job;
 
@@ -180,17 +214,15 @@ static void group_range(void *ctx, long begin, long end) {
     group_job *g = ctx;
     long first = 0;
     for (int i = 0; i < g->count && first < end; i++) {
-        long lo = begin > first ? begin - first : 0, hi = end - first < g->units[i] ? end - first : g->units[i];
-        if (lo < hi) g->fn[i](g->job[i], lo, hi);
-        first += g->units[i];
+        forward_part *p = &g->parts[i];
+        long lo = begin > first ? begin - first : 0, hi = end - first < p->units ? end - first : p->units;
+        if (lo < hi) p->fn(&p->job, lo, hi);
+        first += p->units;
     }
 }
 
 static tuna_status group_check(const tuna_matmul_target *t, int64_t K, tuna_error *err) {
-    TUNA_TRY(check_weight(t->weight, "grouped matmul", err));
-    if (t->weight->shape[1] != K)
-        return tuna_fail(err, TUNA_ERR_INVALID, "grouped matmul: x has K=%lld but a weight is [%lld, %lld]",
-                         (long long)K, (long long)t->weight->shape[0], (long long)t->weight->shape[1]);
+    TUNA_TRY(check_forward_weight(t->weight, K, err));
     tuna_dtype d = t->weight->dtype;
     if (d != TUNA_F32 && d != TUNA_BF16 && d != TUNA_F16)
         return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "matmul: weight dtype %s not supported", tuna_dtype_name(d));
@@ -203,41 +235,17 @@ tuna_status tuna_matmul_forward_group(const tuna_matmul_target *targets, int cou
         return tuna_fail(err, TUNA_ERR_INVALID, "grouped matmul: bad arguments");
     for (int i = 0; i < count; i++) TUNA_TRY(group_check(&targets[i], K, err));
     if (M == 0 || count == 0) return TUNA_OK;
-    w16_job w16[TUNA_MATMUL_GROUP_MAX];
-    sgemm_job sg[TUNA_MATMUL_GROUP_MAX];
     group_job g = {.count = count};
-    tuna_cpu_features f = tuna_cpu_detect();
-    int threads = pool ? pool->count : 1;
+    long total = 0;
     for (int i = 0; i < count; i++) {
         const tuna_matmul_target *t = &targets[i];
-        int64_t N = t->weight->shape[0];
-        if (t->weight->dtype == TUNA_F32) {
-            float beta = 0.0f;
-            if (t->bias) {
-                add_bias_rows_range(t->y, t->bias, M, N);
-                beta = 1.0f;
-            }
-            sg[i] = (sgemm_job){SGEMM_FORWARD, t->y, x, t->weight->data, M, N, K, beta, K, 0, N};
-            int64_t chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
-            sg[i].chunk = chunk < 64 ? 64 : chunk;
-            g.fn[i] = sgemm_range, g.job[i] = &sg[i], g.units[i] = (long)((N + sg[i].chunk - 1) / sg[i].chunk);
-            continue;
-        }
-        w16[i] = (w16_job){
-            .y = t->y, .x = x, .w = t->weight->data,
-            .kind = t->weight->dtype == TUNA_BF16 ? TUNA_W16_BF16 : TUNA_W16_F16,
-            .bias = t->bias, .M = M, .N = N, .K = K,
-            .block = M <= TUNA_MATMUL_GEMV_MAX_M ? 4 : TUNA_GEMM_N_ALIGN,
-            .gemv = f.avx512f ? tuna_gemv_w16_avx512 : tuna_gemv_w16_avx2,
-            .gemm = f.avx512f ? tuna_gemm_w16_avx512 : tuna_gemm_w16_avx2,
-        };
-        g.fn[i] = w16_range, g.job[i] = &w16[i], g.units[i] = (long)((N + w16[i].block - 1) / w16[i].block);
+        forward_part_init(&g.parts[i], t->y, x, t->weight->data, t->weight->dtype, t->bias, M, t->weight->shape[0], K,
+                          pool);
+        total += g.parts[i].units;
     }
-    long total = 0;
-    for (int i = 0; i < count; i++) total += g.units[i];
     tuna_parallel_for(pool, total, group_range, &g);
     for (int i = 0; i < count; i++)
-        if (g.fn[i] == w16_range && w16[i].failed) return tuna_fail(err, TUNA_ERR_NOMEM, "matmul: out of memory for GEMM panels");
+        if (forward_part_failed(&g.parts[i])) return tuna_fail(err, TUNA_ERR_NOMEM, "matmul: out of memory for GEMM panels");
     return TUNA_OK;
 }
 
