@@ -73,6 +73,11 @@ TEST(matmul_larger_blocks) {
     CHECK(run_case(TUNA_BF16, 70, 200, 600, 1, 2) < 2e-6, "bf16 70x200x600");
     CHECK(run_case(TUNA_F16, 33, 130, 515, 0, 2) < 2e-6, "f16 33x130x515");
     CHECK(run_case(TUNA_BF16, 4, 257, 1031, 1, 2) < 2e-6, "bf16 gemv 4x257x1031");
+    /* GEMV: x rows in groups of 4 (5 = 4 + 1), K a whole number of 16-blocks
+     * (an odd count: the prefetch runs every other block), the 0.5B width */
+    CHECK(run_case(TUNA_BF16, 5, 37, 48, 1, 2) < 2e-6, "bf16 gemv 5x37x48");
+    CHECK(run_case(TUNA_BF16, 1, 64, 896, 0, 2) < 2e-6, "bf16 gemv 1x64x896");
+    CHECK(run_case(TUNA_F16, 6, 21, 200, 1, 1) < 2e-6, "f16 gemv 6x21x200");
 }
 
 /* Grouped products (q/k/v, gate/up): three weights of different dtypes and

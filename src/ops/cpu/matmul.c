@@ -16,8 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef void (*gemv_fn)(float *, const float *, const uint16_t *, int, const float *, int64_t,
-                        int64_t, int64_t, int64_t, int64_t);
+/* both kernels: non-zero when their scratch allocation failed */
 typedef int (*gemm_fn)(float *, const float *, const uint16_t *, int, const float *, int64_t,
                        int64_t, int64_t, int64_t, int64_t);
 
@@ -34,7 +33,7 @@ typedef struct {
     const float *bias;
     int64_t M, N, K;
     int64_t block; /* columns per unit of parallel work */
-    gemv_fn gemv;
+    gemm_fn gemv;
     gemm_fn gemm;
     int failed;
 } w16_job;
@@ -45,11 +44,9 @@ static void w16_range(void *ctx, long begin, long end) {
     int64_t n_end = end * j->block;
     if (n_end > j->N) n_end = j->N;
     if (n_begin >= n_end) return;
-    if (j->M <= TUNA_MATMUL_GEMV_MAX_M) {
-        j->gemv(j->y, j->x, j->w, j->kind, j->bias, j->M, j->N, j->K, n_begin, n_end);
-    } else if (j->gemm(j->y, j->x, j->w, j->kind, j->bias, j->M, j->N, j->K, n_begin, n_end)) {
+    gemm_fn kernel = j->M <= TUNA_MATMUL_GEMV_MAX_M ? j->gemv : j->gemm;
+    if (kernel(j->y, j->x, j->w, j->kind, j->bias, j->M, j->N, j->K, n_begin, n_end))
         __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
-    }
 }
 
 static void add_bias_rows_range(float *y, const float *bias, int64_t M, int64_t N) {
@@ -172,7 +169,7 @@ tuna_status tuna_matmul_forward_raw(float *y, const float *x, const void *w, tun
     forward_part part;
     forward_part_init(&part, y, x, w, w_dtype, bias, M, N, K, pool);
     tuna_parallel_for(pool, part.units, part.fn, &part.job);
-    if (forward_part_failed(&part)) return tuna_fail(err, TUNA_ERR_NOMEM, "matmul: out of memory for GEMM panels");
+    if (forward_part_failed(&part)) return tuna_fail(err, TUNA_ERR_NOMEM, "matmul: out of memory for kernel scratch");
     return TUNA_OK;
 }
 
@@ -245,7 +242,7 @@ tuna_status tuna_matmul_forward_group(const tuna_matmul_target *targets, int cou
     }
     tuna_parallel_for(pool, total, group_range, &g);
     for (int i = 0; i < count; i++)
-        if (forward_part_failed(&g.parts[i])) return tuna_fail(err, TUNA_ERR_NOMEM, "matmul: out of memory for GEMM panels");
+        if (forward_part_failed(&g.parts[i])) return tuna_fail(err, TUNA_ERR_NOMEM, "matmul: out of memory for kernel scratch");
     return TUNA_OK;
 }
 

@@ -2,10 +2,9 @@
  *
  *     y[M,N] = x[M,K] @ W^T (+ bias),  W [N,K] 16-bit, columns [n_begin, n_end)
  *
- * GEMV (M <= 8, decode): memory-bound. Streams each weight row once, widening
- * 8 weights at a time to f32 in registers, and FMAs them against up to 3 rows of
- * x per pass (x rows stay in L1). 4 weight rows per step give 4 independent
- * streams for the prefetcher.
+ * GEMV (M <= 8, decode): memory-bound. Streams the weight rows once, in
+ * memory order with a software prefetch, widening bf16 to f32 in registers
+ * (see the GEMV section), against up to 4 rows of x per pass (x stays in L1).
  *
  * GEMM (M > 8): compute-bound. The output is produced transposed in registers:
  * the micro-kernel holds a tile of 16 rows of y (2 vectors along M) by 6
@@ -47,88 +46,112 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* ---- GEMV ---------------------------------------------------------------- */
+/* ---- GEMV ----------------------------------------------------------------
+ * Memory-bound (decode): every weight byte comes from DRAM once, so the
+ * kernel is shaped for the memory system, not the FMA units:
+ *  - weight rows are read one after another, so a thread's range of rows is
+ *    one linear stream (reading 4 short rows side by side, as before, made 4
+ *    streams restarting every few KB and reached ~65% of the bandwidth);
+ *  - a software prefetch GEMV_PREFETCH bytes ahead on that stream keeps
+ *    enough misses in flight for the two cores;
+ *  - bf16 widening costs two instructions per 16 weights: loaded as 8 u32
+ *    lanes, lane i holds w[2i] in its low half and w[2i+1] in its high half,
+ *        f32(w[2i])   = lane << 16,     f32(w[2i+1]) = lane & 0xffff0000,
+ *    so x is split once per call into even and odd halves of each block of 16
+ *    (xs[16b + i] = x[16b + 2i], xs[16b + 8 + i] = x[16b + 2i + 1]) and
+ *        y[n] = sum_b  even(W[n], b) . xs[16b..16b+8) + odd(W[n], b) . xs[16b+8..16b+16).
+ *  - f16 weights widen in order (vcvtph2ps) against x as it is.
+ * Up to 4 rows of x are handled per pass over a weight row; more rows reread
+ * the row from L1. */
+enum { GEMV_PREFETCH = 1024, GEMV_XROWS = 4 };
 
-/* 4 weight rows (n..n+4) against MB (1..3, a compile-time constant after
- * inlining) rows of x. Accumulators are named scalars, not arrays, so they
- * live in registers: 12 of them at MB=3. */
-static inline __attribute__((always_inline)) void gemv_block4(float *y, const float *x,
-                                                              const uint16_t *w, int kind,
-                                                              const float *bias, int64_t N,
-                                                              int64_t K, int64_t n, int64_t m,
-                                                              int mb) {
-    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
-    __m256 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
-    const uint16_t *w0 = w + n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
-    const float *x0 = x + m * K, *x1 = x0 + (mb > 1 ? K : 0), *x2 = x0 + (mb > 2 ? 2 * K : 0);
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8) {
-        __m256 v0 = load8_w16(w0 + k, kind), v1 = load8_w16(w1 + k, kind);
-        __m256 v2 = load8_w16(w2 + k, kind), v3 = load8_w16(w3 + k, kind);
-        __m256 xv = _mm256_loadu_ps(x0 + k);
-        a00 = _mm256_fmadd_ps(v0, xv, a00); a10 = _mm256_fmadd_ps(v1, xv, a10);
-        a20 = _mm256_fmadd_ps(v2, xv, a20); a30 = _mm256_fmadd_ps(v3, xv, a30);
+/* One weight row wr against rows m0..m0+mb of x (mb 1..4, constant after
+ * inlining). xs: the x rows as the kernel reads them (split layout for bf16,
+ * row stride xs_stride); x: the rows as given, for the k >= K16 tail. */
+static inline __attribute__((always_inline)) void gemv_row(float *y, const float *xs, int64_t xs_stride,
+                                                           const float *x, const uint16_t *wr, int kind,
+                                                           const float *bias, int64_t N, int64_t K,
+                                                           int64_t K16, int64_t n, int64_t m0, int mb) {
+    const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
+    __m256 e0 = _mm256_setzero_ps(), o0 = e0, e1 = e0, o1 = e0, e2 = e0, o2 = e0, e3 = e0, o3 = e0;
+    const float *x0 = xs + m0 * xs_stride, *x1 = x0 + xs_stride, *x2 = x1 + xs_stride, *x3 = x2 + xs_stride;
+    for (int64_t k = 0; k < K16; k += 16) {
+        if ((k & 31) == 0) _mm_prefetch((const char *)(wr + k) + GEMV_PREFETCH, _MM_HINT_T0);
+        __m256 we, wo;
+        if (kind == TUNA_W16_BF16) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(wr + k));
+            we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+            wo = _mm256_castsi256_ps(_mm256_and_si256(v, high));
+        } else {
+            we = load8_w16(wr + k, kind);
+            wo = load8_w16(wr + k + 8, kind);
+        }
+        e0 = _mm256_fmadd_ps(we, _mm256_loadu_ps(x0 + k), e0);
+        o0 = _mm256_fmadd_ps(wo, _mm256_loadu_ps(x0 + k + 8), o0);
         if (mb > 1) {
-            xv = _mm256_loadu_ps(x1 + k);
-            a01 = _mm256_fmadd_ps(v0, xv, a01); a11 = _mm256_fmadd_ps(v1, xv, a11);
-            a21 = _mm256_fmadd_ps(v2, xv, a21); a31 = _mm256_fmadd_ps(v3, xv, a31);
+            e1 = _mm256_fmadd_ps(we, _mm256_loadu_ps(x1 + k), e1);
+            o1 = _mm256_fmadd_ps(wo, _mm256_loadu_ps(x1 + k + 8), o1);
         }
         if (mb > 2) {
-            xv = _mm256_loadu_ps(x2 + k);
-            a02 = _mm256_fmadd_ps(v0, xv, a02); a12 = _mm256_fmadd_ps(v1, xv, a12);
-            a22 = _mm256_fmadd_ps(v2, xv, a22); a32 = _mm256_fmadd_ps(v3, xv, a32);
+            e2 = _mm256_fmadd_ps(we, _mm256_loadu_ps(x2 + k), e2);
+            o2 = _mm256_fmadd_ps(wo, _mm256_loadu_ps(x2 + k + 8), o2);
+        }
+        if (mb > 3) {
+            e3 = _mm256_fmadd_ps(we, _mm256_loadu_ps(x3 + k), e3);
+            o3 = _mm256_fmadd_ps(wo, _mm256_loadu_ps(x3 + k + 8), o3);
         }
     }
-    __m256 acc[3][4] = {{a00, a10, a20, a30}, {a01, a11, a21, a31}, {a02, a12, a22, a32}};
-    const uint16_t *wr[4] = {w0, w1, w2, w3};
-    const float *xr[3] = {x0, x1, x2};
-    for (int j = 0; j < mb; j++)
-        for (int r = 0; r < 4; r++) {
-            float s = hsum8(acc[j][r]);
-            for (int64_t kk = k; kk < K; kk++) s += w16_to_f32(wr[r][kk], kind) * xr[j][kk];
-            if (bias) s += bias[n + r];
-            y[(m + j) * N + n + r] = s;
-        }
-}
-
-/* One weight row against every row of x (tail rows of the N range). */
-static void gemv_row1(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
-                      int64_t M, int64_t N, int64_t K, int64_t n) {
-    const uint16_t *wr = w + n * K;
-    for (int64_t m = 0; m < M; m++) {
-        const float *xr = x + m * K;
-        __m256 a = _mm256_setzero_ps();
-        int64_t k = 0;
-        for (; k + 8 <= K; k += 8) a = _mm256_fmadd_ps(load8_w16(wr + k, kind), _mm256_loadu_ps(xr + k), a);
-        float s = hsum8(a);
-        for (; k < K; k++) s += w16_to_f32(wr[k], kind) * xr[k];
-        y[m * N + n] = s + (bias ? bias[n] : 0.0f);
+    __m256 acc[GEMV_XROWS] = {_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1), _mm256_add_ps(e2, o2),
+                              _mm256_add_ps(e3, o3)};
+    for (int j = 0; j < mb; j++) {
+        const float *xr = x + (m0 + j) * K;
+        float s = hsum8(acc[j]);
+        for (int64_t k = K16; k < K; k++) s += w16_to_f32(wr[k], kind) * xr[k];
+        y[(m0 + j) * N + n] = s + (bias ? bias[n] : 0.0f);
     }
 }
 
-static inline __attribute__((always_inline)) void gemv_kind(float *y, const float *x,
-                                                            const uint16_t *w, int kind,
-                                                            const float *bias, int64_t M,
-                                                            int64_t N, int64_t K, int64_t n_begin,
-                                                            int64_t n_end) {
-    int64_t n = n_begin;
-    for (; n + 4 <= n_end; n += 4) {
-        for (int64_t m = 0; m < M; m += 3) {
-            int64_t mb = M - m;
-            if (mb >= 3) gemv_block4(y, x, w, kind, bias, N, K, n, m, 3);
-            else if (mb == 2) gemv_block4(y, x, w, kind, bias, N, K, n, m, 2);
-            else gemv_block4(y, x, w, kind, bias, N, K, n, m, 1);
+static inline __attribute__((always_inline)) void gemv_rows(float *y, const float *xs, int64_t xs_stride,
+                                                            const float *x, const uint16_t *w, int kind,
+                                                            const float *bias, int64_t M, int64_t N,
+                                                            int64_t K, int64_t n_begin, int64_t n_end) {
+    int64_t K16 = K & ~(int64_t)15;
+    for (int64_t n = n_begin; n < n_end; n++) {
+        const uint16_t *wr = w + n * K;
+        for (int64_t m = 0; m < M; m += GEMV_XROWS) {
+            switch (M - m >= GEMV_XROWS ? GEMV_XROWS : M - m) {
+            case 4: gemv_row(y, xs, xs_stride, x, wr, kind, bias, N, K, K16, n, m, 4); break;
+            case 3: gemv_row(y, xs, xs_stride, x, wr, kind, bias, N, K, K16, n, m, 3); break;
+            case 2: gemv_row(y, xs, xs_stride, x, wr, kind, bias, N, K, K16, n, m, 2); break;
+            default: gemv_row(y, xs, xs_stride, x, wr, kind, bias, N, K, K16, n, m, 1); break;
+            }
         }
     }
-    for (; n < n_end; n++) gemv_row1(y, x, w, kind, bias, M, N, K, n);
 }
 
-void tuna_gemv_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
-                        int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end) {
-    if (kind == TUNA_W16_BF16)
-        gemv_kind(y, x, w, TUNA_W16_BF16, bias, M, N, K, n_begin, n_end);
-    else
-        gemv_kind(y, x, w, TUNA_W16_F16, bias, M, N, K, n_begin, n_end);
+/* xs[m][16b + i] = x[m][16b + 2i], xs[m][16b + 8 + i] = x[m][16b + 2i + 1] for the K16 columns. */
+static void split_even_odd(float *xs, const float *x, int64_t M, int64_t K, int64_t K16) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t b = 0; b < K16; b += 16)
+            for (int i = 0; i < 8; i++) {
+                xs[m * K16 + b + i] = x[m * K + b + 2 * i];
+                xs[m * K16 + b + 8 + i] = x[m * K + b + 2 * i + 1];
+            }
+}
+
+int tuna_gemv_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
+                       int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end) {
+    if (kind != TUNA_W16_BF16) {
+        gemv_rows(y, x, K, x, w, TUNA_W16_F16, bias, M, N, K, n_begin, n_end);
+        return 0;
+    }
+    int64_t K16 = K & ~(int64_t)15;
+    float *xs = malloc(sizeof(float) * (size_t)(M * K16 + 1));
+    if (!xs) return 1;
+    split_even_odd(xs, x, M, K, K16);
+    gemv_rows(y, xs, K16, x, w, TUNA_W16_BF16, bias, M, N, K, n_begin, n_end);
+    free(xs);
+    return 0;
 }
 
 /* ---- GEMM ---------------------------------------------------------------- */

@@ -109,13 +109,14 @@ static inline __attribute__((always_inline)) void gemv_kind(float *y, const floa
     for (; n < n_end; n++) gemv_row1(y, x, w, kind, bias, M, N, K, n);
 }
 
-void tuna_gemv_w16_avx512(float *y, const float *x, const uint16_t *w, int kind,
-                          const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
-                          int64_t n_end) {
+int tuna_gemv_w16_avx512(float *y, const float *x, const uint16_t *w, int kind,
+                         const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
+                         int64_t n_end) {
     if (kind == TUNA_W16_BF16)
         gemv_kind(y, x, w, TUNA_W16_BF16, bias, M, N, K, n_begin, n_end);
     else
         gemv_kind(y, x, w, TUNA_W16_F16, bias, M, N, K, n_begin, n_end);
+    return 0;
 }
 
 /* ---- GEMM ---------------------------------------------------------------- */

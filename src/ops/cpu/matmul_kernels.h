@@ -5,8 +5,9 @@
  *     y[M,N] = x[M,K] @ W^T (+ bias)
  * with W [N,K] stored as bf16 (kind 0) or f16 (kind 1), reading W in place.
  * The dispatcher splits N over threads and calls the kernel once per thread.
- * GEMM kernels allocate their own (small, cache-sized) f32 panel and return
- * non-zero only when that allocation fails. */
+ * GEMM kernels allocate their own (small, cache-sized) f32 panel, the AVX2
+ * GEMV a copy of x in the order its bf16 widening needs (M*K floats); both
+ * return non-zero only when that allocation fails. */
 #ifndef TUNA_OPS_CPU_MATMUL_KERNELS_H
 #define TUNA_OPS_CPU_MATMUL_KERNELS_H
 
@@ -17,14 +18,14 @@ enum { TUNA_W16_BF16 = 0, TUNA_W16_F16 = 1 };
 /* Rows of x at or below this use the streaming GEMV kernel. */
 #define TUNA_MATMUL_GEMV_MAX_M 8
 
-void tuna_gemv_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
-                        int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end);
+int tuna_gemv_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
+                       int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end);
 int tuna_gemm_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
                        int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end);
 
-void tuna_gemv_w16_avx512(float *y, const float *x, const uint16_t *w, int kind,
-                          const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
-                          int64_t n_end);
+int tuna_gemv_w16_avx512(float *y, const float *x, const uint16_t *w, int kind,
+                         const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
+                         int64_t n_end);
 int tuna_gemm_w16_avx512(float *y, const float *x, const uint16_t *w, int kind,
                          const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
                          int64_t n_end);
