@@ -146,6 +146,12 @@ TEST(dtype_f32_widens_bf16_weights_exactly) {
     for (int64_t i = 0; i < n; i++) bad += ((const float *)after->data)[i] != tuna_bf16_to_f32(copy[i]);
     CHECK(bad == 0, "%lld widened values differ", (long long)bad);
     CHECK(tuna_model_set_weight_dtype(&model, TUNA_I8, &err) == TUNA_ERR_INVALID, "int8 accepted");
+    /* and back: a second conversion replaces (and frees) the first one's
+     * matrices; bf16 -> f32 -> bf16 gives back the file's bits */
+    REQUIRE(tuna_model_set_weight_dtype(&model, TUNA_BF16, &err) == TUNA_OK, "%s", err.message);
+    const tuna_tensor *back = model.llm_layers[0].gate_weight;
+    CHECK(back->dtype == TUNA_BF16 && memcmp(back->data, copy, (size_t)n * 2) == 0, "bf16 -> f32 -> bf16 changed the weights");
+    CHECK(model.embed_tokens->dtype == TUNA_BF16 && model.lm_head->dtype == TUNA_BF16, "embeddings not converted back");
     free(copy);
     tuna_model_free(&model);
     forward_case_as(FIXTURES "tiny_bf16", "t2i", 5e-2, 0, TUNA_F32);

@@ -60,7 +60,7 @@ typedef struct {
 
     float **converted;                /* owned f32 copies of non-f32 vectors */
     int converted_count, converted_capacity;
-    tuna_tensor *owned_matrices;      /* matrices converted by tuna_model_set_weight_dtype */
+    tuna_tensor **owned_matrices;     /* matrices converted by tuna_model_set_weight_dtype */
     int owned_matrix_count;
 } tuna_model;
 

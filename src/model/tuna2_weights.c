@@ -157,7 +157,10 @@ void tuna_model_free(tuna_model *m) {
     free(m->head_blocks);
     for (int i = 0; i < m->converted_count; i++) free(m->converted[i]);
     free(m->converted);
-    for (int i = 0; i < m->owned_matrix_count; i++) tuna_tensor_free(&m->owned_matrices[i]);
+    for (int i = 0; i < m->owned_matrix_count; i++) {
+        tuna_tensor_free(m->owned_matrices[i]);
+        free(m->owned_matrices[i]);
+    }
     free(m->owned_matrices);
     memset(m, 0, sizeof *m);
 }

@@ -14,7 +14,8 @@
  *         ships in; f16 files are converted too.
  * Vectors (norms, biases) are f32 in the model already. A matrix shared by
  * two roles (tied embeddings) is converted once. Converted matrices are owned
- * by the model; the rest still point into the mapped checkpoint. */
+ * by the model; the rest still point into the mapped checkpoint. Converting
+ * again (f32, then bf16) frees the matrices the first conversion made. */
 #include "model/tuna2.h"
 
 #include "core/dtype.h"
@@ -60,13 +61,32 @@ static tuna_status convert_matrix(const tuna_tensor *src, tuna_dtype dtype, tuna
     return TUNA_OK;
 }
 
+/* Frees the owned matrices no slot points to any more (replaced by a second
+ * conversion) and closes the gaps in the list. */
+static void drop_unreferenced(tuna_model *m, const tuna_tensor ***slots, int n) {
+    int kept = 0;
+    for (int k = 0; k < m->owned_matrix_count; k++) {
+        tuna_tensor *t = m->owned_matrices[k];
+        int used = 0;
+        for (int i = 0; i < n && !used; i++) used = *slots[i] == t;
+        if (used) {
+            m->owned_matrices[kept++] = t;
+        } else {
+            tuna_tensor_free(t);
+            free(t);
+        }
+    }
+    m->owned_matrix_count = kept;
+}
+
 tuna_status tuna_model_set_weight_dtype(tuna_model *m, tuna_dtype dtype, tuna_error *err) {
     if (dtype != TUNA_F32 && dtype != TUNA_BF16)
         return tuna_fail(err, TUNA_ERR_INVALID, "weights can be converted to f32 or bf16, not %s", tuna_dtype_name(dtype));
     int capacity = 7 + 7 * m->config.llm.num_layers + 8 * m->config.head.num_layers;
     const tuna_tensor ***slots = calloc((size_t)capacity, sizeof *slots);
     const tuna_tensor **originals = calloc((size_t)capacity, sizeof *originals);
-    tuna_tensor *owned = realloc(m->owned_matrices, sizeof *owned * (size_t)(m->owned_matrix_count + capacity));
+    /* a list of pointers: growing it never moves a tensor the model points to */
+    tuna_tensor **owned = realloc(m->owned_matrices, sizeof *owned * (size_t)(m->owned_matrix_count + capacity));
     if (owned) m->owned_matrices = owned;
     if (!slots || !originals || !owned) {
         free(slots);
@@ -82,14 +102,20 @@ tuna_status tuna_model_set_weight_dtype(tuna_model *m, tuna_dtype dtype, tuna_er
         for (int k = first; k < m->owned_matrix_count && seen < 0; k++)
             if (originals[k - first] == src) seen = k;
         if (seen >= 0) {
-            *slots[i] = &m->owned_matrices[seen];
+            *slots[i] = m->owned_matrices[seen];
             continue;
         }
-        st = convert_matrix(src, dtype, &m->owned_matrices[m->owned_matrix_count], err);
-        if (st != TUNA_OK) break;
+        tuna_tensor *dst = calloc(1, sizeof *dst);
+        st = dst ? convert_matrix(src, dtype, dst, err) : tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
+        if (st != TUNA_OK) {
+            free(dst);
+            break;
+        }
         originals[m->owned_matrix_count - first] = src;
-        *slots[i] = &m->owned_matrices[m->owned_matrix_count++];
+        m->owned_matrices[m->owned_matrix_count++] = dst;
+        *slots[i] = dst;
     }
+    drop_unreferenced(m, slots, n);
     free(slots);
     free(originals);
     return st;

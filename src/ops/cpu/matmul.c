@@ -3,7 +3,8 @@
  * F32 weights go to OpenBLAS (cblas_sgemm, row-major, W transposed), single-threaded
  * and called by each of our threads on its slice (sgemm_split).
  * BF16/F16 weights go to our kernels (matmul_avx2.c / matmul_avx512.c): GEMV for
- * M <= TUNA_MATMUL_GEMV_MAX_M, tiled GEMM above; the columns of y are split over
+ * M <= TUNA_MATMUL_GEMV_MAX_M, tiled GEMM above, and from TUNA_MATMUL_SGEMM_MIN_M
+ * rows blocks of W widened to f32 for OpenBLAS; the columns of y are split over
  * the thread pool. The ISA is chosen per call from tuna_cpu_detect() (cpuid is
  * cheap next to any matmul), which honours TUNA_ISA=avx2. */
 #include "ops/ops.h"
@@ -38,12 +39,43 @@ typedef struct {
     int failed;
 } w16_job;
 
+/* Many rows of x (prefill, the flow head over all patches): the product is
+ * compute-bound and OpenBLAS's f32 kernels beat our 16-bit GEMM by 25-40% at
+ * the LLM's shapes (bench/bench_kernels). So blocks of about a megabyte of W
+ * (nb rows) are widened to f32 and multiplied by OpenBLAS:
+ *     y[:, n0:n0+nb] = x @ f32(W[n0:n0+nb, :])^T (+ bias)
+ * Widening costs one pass over the block per M rows of x: under 1% at M >= 64.
+ * Blocks keep at least 128 rows: OpenBLAS packs all of x on every call. */
+enum { W16_SGEMM_BLOCK_BYTES = 1 << 20 };
+
+static int w16_sgemm_columns(const w16_job *j, int64_t n_begin, int64_t n_end) {
+    int64_t K = j->K, nb = W16_SGEMM_BLOCK_BYTES / (int64_t)(sizeof(float) * K) / 16 * 16;
+    if (nb < 128) nb = 128;
+    if (nb > n_end - n_begin) nb = n_end - n_begin;
+    float *block = malloc(sizeof(float) * (size_t)(nb * K));
+    if (!block) return 1;
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += nb) {
+        int64_t count = n_end - n0 < nb ? n_end - n0 : nb;
+        tuna_widen_w16_avx2(block, j->w + n0 * K, count * K, j->kind);
+        if (j->bias)
+            for (int64_t m = 0; m < j->M; m++) memcpy(j->y + m * j->N + n0, j->bias + n0, sizeof(float) * (size_t)count);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->M, (int)count, (int)K, 1.0f, j->x, (int)K, block,
+                    (int)K, j->bias ? 1.0f : 0.0f, j->y + n0, (int)j->N);
+    }
+    free(block);
+    return 0;
+}
+
 static void w16_range(void *ctx, long begin, long end) {
     w16_job *j = ctx;
     int64_t n_begin = begin * j->block;
     int64_t n_end = end * j->block;
     if (n_end > j->N) n_end = j->N;
     if (n_begin >= n_end) return;
+    if (j->M >= TUNA_MATMUL_SGEMM_MIN_M) {
+        if (w16_sgemm_columns(j, n_begin, n_end)) __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
     gemm_fn kernel = j->M <= TUNA_MATMUL_GEMV_MAX_M ? j->gemv : j->gemm;
     if (kernel(j->y, j->x, j->w, j->kind, j->bias, j->M, j->N, j->K, n_begin, n_end))
         __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
@@ -256,10 +288,7 @@ typedef struct {
 
 static void widen_range(void *ctx, long begin, long end) {
     widen_job *j = ctx;
-    if (j->bf16)
-        for (long i = begin; i < end; i++) j->dst[i] = tuna_bf16_to_f32(j->src[i]);
-    else
-        for (long i = begin; i < end; i++) j->dst[i] = tuna_f16_to_f32(j->src[i]);
+    tuna_widen_w16_avx2(j->dst + begin, j->src + begin, end - begin, j->bf16 ? TUNA_W16_BF16 : TUNA_W16_F16);
 }
 
 tuna_status tuna_matmul_backward_input(float *dx, const float *dy, const tuna_tensor *weight,

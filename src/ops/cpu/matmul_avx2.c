@@ -154,6 +154,17 @@ int tuna_gemv_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, co
     return 0;
 }
 
+/* ---- widening ------------------------------------------------------------ */
+
+void tuna_widen_w16_avx2(float *dst, const uint16_t *src, int64_t n, int kind) {
+    int64_t i = 0;
+    if (kind == TUNA_W16_BF16)
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8_w16(src + i, TUNA_W16_BF16));
+    else
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8_w16(src + i, TUNA_W16_F16));
+    for (; i < n; i++) dst[i] = w16_to_f32(src[i], kind);
+}
+
 /* ---- GEMM ---------------------------------------------------------------- */
 
 enum {

@@ -17,6 +17,9 @@ enum { TUNA_W16_BF16 = 0, TUNA_W16_F16 = 1 };
 
 /* Rows of x at or below this use the streaming GEMV kernel. */
 #define TUNA_MATMUL_GEMV_MAX_M 8
+/* Rows of x from which blocks of W are widened to f32 for OpenBLAS sgemm
+ * (matmul.c); the tiled 16-bit GEMM covers the rows between. */
+#define TUNA_MATMUL_SGEMM_MIN_M 64
 
 int tuna_gemv_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
                        int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end);
@@ -29,6 +32,9 @@ int tuna_gemv_w16_avx512(float *y, const float *x, const uint16_t *w, int kind,
 int tuna_gemm_w16_avx512(float *y, const float *x, const uint16_t *w, int kind,
                          const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
                          int64_t n_end);
+
+/* dst[i] = src[i] widened to f32, i < n (AVX2 + F16C). */
+void tuna_widen_w16_avx2(float *dst, const uint16_t *src, int64_t n, int kind);
 
 /* Granularity of the N split for GEMM (the micro-kernel's width, both ISAs). */
 #define TUNA_GEMM_N_ALIGN 32
