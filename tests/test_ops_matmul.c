@@ -78,6 +78,8 @@ TEST(matmul_larger_blocks) {
     CHECK(run_case(TUNA_BF16, 5, 37, 48, 1, 2) < 2e-6, "bf16 gemv 5x37x48");
     CHECK(run_case(TUNA_BF16, 1, 64, 896, 0, 2) < 2e-6, "bf16 gemv 1x64x896");
     CHECK(run_case(TUNA_F16, 6, 21, 200, 1, 1) < 2e-6, "f16 gemv 6x21x200");
+    CHECK(run_case(TUNA_F32, 1, 70, 896, 1, 2) < 2e-6, "f32 gemv 1x70x896");
+    CHECK(run_case(TUNA_F32, 7, 19, 333, 0, 2) < 2e-6, "f32 gemv 7x19x333");
 }
 
 /* Grouped products (q/k/v, gate/up): three weights of different dtypes and

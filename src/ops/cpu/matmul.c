@@ -29,7 +29,7 @@ const char *tuna_matmul_isa(void) {
 typedef struct {
     float *y;
     const float *x;
-    const uint16_t *w;
+    const void *w; /* uint16_t for the 16-bit kinds, float for TUNA_W_F32 (GEMV only) */
     int kind;
     const float *bias;
     int64_t M, N, K;
@@ -56,7 +56,7 @@ static int w16_sgemm_columns(const w16_job *j, int64_t n_begin, int64_t n_end) {
     if (!block) return 1;
     for (int64_t n0 = n_begin; n0 < n_end; n0 += nb) {
         int64_t count = n_end - n0 < nb ? n_end - n0 : nb;
-        tuna_widen_w16_avx2(block, j->w + n0 * K, count * K, j->kind);
+        tuna_widen_w16_avx2(block, (const uint16_t *)j->w + n0 * K, count * K, j->kind);
         if (j->bias)
             for (int64_t m = 0; m < j->M; m++) memcpy(j->y + m * j->N + n0, j->bias + n0, sizeof(float) * (size_t)count);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->M, (int)count, (int)K, 1.0f, j->x, (int)K, block,
@@ -72,6 +72,10 @@ static void w16_range(void *ctx, long begin, long end) {
     int64_t n_end = end * j->block;
     if (n_end > j->N) n_end = j->N;
     if (n_begin >= n_end) return;
+    if (j->kind == TUNA_W_F32) {
+        tuna_gemv_f32_avx2(j->y, j->x, j->w, j->bias, j->M, j->N, j->K, n_begin, n_end);
+        return;
+    }
     if (j->M >= TUNA_MATMUL_SGEMM_MIN_M) {
         if (w16_sgemm_columns(j, n_begin, n_end)) __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
         return;
@@ -151,8 +155,9 @@ static void sgemm_split(const tuna_threads *pool, sgemm_kind kind, float *c, con
 
 /* The forward product y = x w^T + bias cut into units of parallel work:
  * F32 weights as OpenBLAS column slices (the bias written into y first, then
- * beta = 1), BF16/F16 weights as our kernels' column blocks. The caller has
- * checked the dtype. */
+ * beta = 1) except for the few rows of a decode step (our streaming GEMV),
+ * BF16/F16 weights as our kernels' column blocks. The caller has checked the
+ * dtype. */
 typedef struct {
     tuna_range_fn fn;
     long units;
@@ -164,7 +169,7 @@ typedef struct {
 
 static void forward_part_init(forward_part *part, float *y, const float *x, const void *w, tuna_dtype w_dtype,
                               const float *bias, int64_t M, int64_t N, int64_t K, const tuna_threads *pool) {
-    if (w_dtype == TUNA_F32) {
+    if (w_dtype == TUNA_F32 && M > TUNA_MATMUL_GEMV_MAX_M) {
         if (bias) add_bias_rows_range(y, bias, M, N);
         part->fn = sgemm_range;
         part->job.sgemm = sgemm_job_make(pool, SGEMM_FORWARD, y, x, K, (const float *)w, M, N, K, bias ? 1.0f : 0.0f,
@@ -174,7 +179,7 @@ static void forward_part_init(forward_part *part, float *y, const float *x, cons
     tuna_cpu_features f = tuna_cpu_detect();
     part->fn = w16_range;
     part->job.w16 = (w16_job){
-        .y = y, .x = x, .w = w, .kind = w_dtype == TUNA_BF16 ? TUNA_W16_BF16 : TUNA_W16_F16,
+        .y = y, .x = x, .w = w, .kind = w_dtype == TUNA_F32 ? TUNA_W_F32 : w_dtype == TUNA_BF16 ? TUNA_W16_BF16 : TUNA_W16_F16,
         .bias = bias, .M = M, .N = N, .K = K,
         .block = M <= TUNA_MATMUL_GEMV_MAX_M ? 4 : TUNA_GEMM_N_ALIGN,
         .gemv = f.avx512f ? tuna_gemv_w16_avx512 : tuna_gemv_w16_avx2,

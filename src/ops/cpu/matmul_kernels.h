@@ -13,7 +13,7 @@
 
 #include <stdint.h>
 
-enum { TUNA_W16_BF16 = 0, TUNA_W16_F16 = 1 };
+enum { TUNA_W16_BF16 = 0, TUNA_W16_F16 = 1, TUNA_W_F32 = 2 /* the GEMV only */ };
 
 /* Rows of x at or below this use the streaming GEMV kernel. */
 #define TUNA_MATMUL_GEMV_MAX_M 8
@@ -32,6 +32,10 @@ int tuna_gemv_w16_avx512(float *y, const float *x, const uint16_t *w, int kind,
 int tuna_gemm_w16_avx512(float *y, const float *x, const uint16_t *w, int kind,
                          const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
                          int64_t n_end);
+
+/* The same streaming GEMV for f32 weights (y columns [n_begin, n_end)). */
+void tuna_gemv_f32_avx2(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,
+                        int64_t K, int64_t n_begin, int64_t n_end);
 
 /* dst[i] = src[i] widened to f32, i < n (AVX2 + F16C). */
 void tuna_widen_w16_avx2(float *dst, const uint16_t *src, int64_t n, int kind);
