@@ -67,35 +67,56 @@ static inline float hsum8(__m256 v) {
  * the row from L1. */
 enum { GEMV_PREFETCH = 1024, GEMV_XROWS = 4 };
 
+/* The 16 weights row[k..k+16) as f32, paired with the x layout of the kind:
+ * bf16 even / odd elements (split x), f16 and f32 in order. */
+static inline __attribute__((always_inline)) void gemv_widen16(const void *row, int64_t k, int kind, __m256 *we,
+                                                               __m256 *wo) {
+    if (kind == TUNA_W_F32) {
+        *we = _mm256_loadu_ps((const float *)row + k);
+        *wo = _mm256_loadu_ps((const float *)row + k + 8);
+    } else if (kind == TUNA_W16_BF16) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + k));
+        *we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+        *wo = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
+    } else {
+        *we = load8_w16((const uint16_t *)row + k, kind);
+        *wo = load8_w16((const uint16_t *)row + k + 8, kind);
+    }
+}
+
+static inline __attribute__((always_inline)) void gemv_prefetch(const void *row, int64_t k, int kind) {
+    size_t element = kind == TUNA_W_F32 ? sizeof(float) : sizeof(uint16_t);
+    _mm_prefetch((const char *)row + (size_t)k * element + GEMV_PREFETCH, _MM_HINT_T0);
+}
+
 /* One weight row against rows m0..m0+mb of x (mb 1..4, constant after
  * inlining). xs: the x rows as the kernel reads them (split layout for bf16,
- * row stride xs_stride); x: the rows as given, for the k >= K16 tail. */
+ * row stride xs_stride); x: the rows as given, for the k >= K16 tail.
+ * Each x row has two accumulator chains (even, odd); one x row alone gets
+ * four (32 weights per step), or the FMA latency, not memory, would bound a
+ * bf16 row: 32 bytes per 2 dependent FMAs of ~4 cycles is under 20 GB/s. */
 static inline __attribute__((always_inline)) void gemv_row(float *y, const float *xs, int64_t xs_stride,
                                                            const float *x, const void *row, int kind,
                                                            const float *bias, int64_t N, int64_t K,
                                                            int64_t K16, int64_t n, int64_t m0, int mb) {
-    const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
     __m256 e0 = _mm256_setzero_ps(), o0 = e0, e1 = e0, o1 = e0, e2 = e0, o2 = e0, e3 = e0, o3 = e0;
     const float *x0 = xs + m0 * xs_stride, *x1 = x0 + xs_stride, *x2 = x1 + xs_stride, *x3 = x2 + xs_stride;
-    const uint16_t *wr = row;
-    const float *wf = row;
-    for (int64_t k = 0; k < K16; k += 16) {
-        __m256 we, wo;
-        if (kind == TUNA_W_F32) {
-            _mm_prefetch((const char *)(wf + k) + GEMV_PREFETCH, _MM_HINT_T0);
-            we = _mm256_loadu_ps(wf + k);
-            wo = _mm256_loadu_ps(wf + k + 8);
-        } else {
-            if ((k & 31) == 0) _mm_prefetch((const char *)(wr + k) + GEMV_PREFETCH, _MM_HINT_T0);
-            if (kind == TUNA_W16_BF16) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(wr + k));
-                we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-                wo = _mm256_castsi256_ps(_mm256_and_si256(v, high));
-            } else {
-                we = load8_w16(wr + k, kind);
-                wo = load8_w16(wr + k + 8, kind);
-            }
+    __m256 we, wo;
+    int64_t k = 0;
+    if (mb == 1)
+        for (; k + 32 <= K16; k += 32) {
+            gemv_prefetch(row, k, kind);
+            if (kind == TUNA_W_F32) gemv_prefetch(row, k + 16, kind);
+            gemv_widen16(row, k, kind, &we, &wo);
+            e0 = _mm256_fmadd_ps(we, _mm256_loadu_ps(x0 + k), e0);
+            o0 = _mm256_fmadd_ps(wo, _mm256_loadu_ps(x0 + k + 8), o0);
+            gemv_widen16(row, k + 16, kind, &we, &wo);
+            e1 = _mm256_fmadd_ps(we, _mm256_loadu_ps(x0 + k + 16), e1);
+            o1 = _mm256_fmadd_ps(wo, _mm256_loadu_ps(x0 + k + 24), o1);
         }
+    for (; k < K16; k += 16) {
+        if (kind == TUNA_W_F32 || (k & 31) == 0) gemv_prefetch(row, k, kind);
+        gemv_widen16(row, k, kind, &we, &wo);
         e0 = _mm256_fmadd_ps(we, _mm256_loadu_ps(x0 + k), e0);
         o0 = _mm256_fmadd_ps(wo, _mm256_loadu_ps(x0 + k + 8), o0);
         if (mb > 1) {
@@ -113,10 +134,13 @@ static inline __attribute__((always_inline)) void gemv_row(float *y, const float
     }
     __m256 acc[GEMV_XROWS] = {_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1), _mm256_add_ps(e2, o2),
                               _mm256_add_ps(e3, o3)};
+    if (mb == 1) acc[0] = _mm256_add_ps(acc[0], acc[1]);
+    const uint16_t *wr = row;
+    const float *wf = row;
     for (int j = 0; j < mb; j++) {
         const float *xr = x + (m0 + j) * K;
         float s = hsum8(acc[j]);
-        for (int64_t k = K16; k < K; k++) s += (kind == TUNA_W_F32 ? wf[k] : w16_to_f32(wr[k], kind)) * xr[k];
+        for (int64_t kk = K16; kk < K; kk++) s += (kind == TUNA_W_F32 ? wf[kk] : w16_to_f32(wr[kk], kind)) * xr[kk];
         y[(m0 + j) * N + n] = s + (bias ? bias[n] : 0.0f);
     }
 }
