@@ -182,7 +182,7 @@ static void forward_part_init(forward_part *part, float *y, const float *x, cons
         .y = y, .x = x, .w = w, .kind = w_dtype == TUNA_F32 ? TUNA_W_F32 : w_dtype == TUNA_BF16 ? TUNA_W16_BF16 : TUNA_W16_F16,
         .bias = bias, .M = M, .N = N, .K = K,
         .block = M <= TUNA_MATMUL_GEMV_MAX_M ? 4 : TUNA_GEMM_N_ALIGN,
-        .gemv = f.avx512f ? tuna_gemv_w16_avx512 : tuna_gemv_w16_avx2,
+        .gemv = tuna_gemv_w16_avx2, /* memory-bound: no gain from wider vectors */
         .gemm = f.avx512f ? tuna_gemm_w16_avx512 : tuna_gemm_w16_avx2,
         .failed = 0,
     };

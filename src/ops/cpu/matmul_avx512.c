@@ -1,7 +1,8 @@
 /* bf16 / f16 weight matmul kernels, AVX-512F (built with AVX-512 flags, chosen
  * at run time by matmul.c only when tuna_cpu_detect() reports AVX-512).
- * Same algorithms as matmul_avx2.c with 16-lane vectors:
- *   GEMV: 4 weight rows x up to 3 x rows per pass, 16 weights widened per load.
+ * The tiled GEMM of matmul_avx2.c with 16-lane vectors (the rows of x between
+ * the GEMV and the OpenBLAS path). The GEMV is matmul_avx2.c's on every CPU:
+ * it is bound by memory, not by the vector width.
  *   GEMM: micro-tile of 32 rows of y (2 zmm along M) x 12 columns: 24
  *         accumulators; per k, 2 loads of xT and 12 weight broadcasts.
  *
@@ -31,92 +32,6 @@ static inline float w16_to_f32(uint16_t h, int kind) {
         return f;
     }
     return _cvtsh_ss(h);
-}
-
-/* ---- GEMV ---------------------------------------------------------------- */
-
-/* 4 weight rows (n..n+4) against MB (1..3, a compile-time constant after
- * inlining) rows of x. Accumulators are named scalars, not arrays, so they
- * live in registers: 12 of them at MB=3. */
-static inline __attribute__((always_inline)) void gemv_block4(float *y, const float *x,
-                                                              const uint16_t *w, int kind,
-                                                              const float *bias, int64_t N,
-                                                              int64_t K, int64_t n, int64_t m,
-                                                              int mb) {
-    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
-    __m512 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
-    const uint16_t *w0 = w + n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
-    const float *x0 = x + m * K, *x1 = x0 + (mb > 1 ? K : 0), *x2 = x0 + (mb > 2 ? 2 * K : 0);
-    int64_t k = 0;
-    for (; k + 16 <= K; k += 16) {
-        __m512 v0 = load16_w16(w0 + k, kind), v1 = load16_w16(w1 + k, kind);
-        __m512 v2 = load16_w16(w2 + k, kind), v3 = load16_w16(w3 + k, kind);
-        __m512 xv = _mm512_loadu_ps(x0 + k);
-        a00 = _mm512_fmadd_ps(v0, xv, a00); a10 = _mm512_fmadd_ps(v1, xv, a10);
-        a20 = _mm512_fmadd_ps(v2, xv, a20); a30 = _mm512_fmadd_ps(v3, xv, a30);
-        if (mb > 1) {
-            xv = _mm512_loadu_ps(x1 + k);
-            a01 = _mm512_fmadd_ps(v0, xv, a01); a11 = _mm512_fmadd_ps(v1, xv, a11);
-            a21 = _mm512_fmadd_ps(v2, xv, a21); a31 = _mm512_fmadd_ps(v3, xv, a31);
-        }
-        if (mb > 2) {
-            xv = _mm512_loadu_ps(x2 + k);
-            a02 = _mm512_fmadd_ps(v0, xv, a02); a12 = _mm512_fmadd_ps(v1, xv, a12);
-            a22 = _mm512_fmadd_ps(v2, xv, a22); a32 = _mm512_fmadd_ps(v3, xv, a32);
-        }
-    }
-    __m512 acc[3][4] = {{a00, a10, a20, a30}, {a01, a11, a21, a31}, {a02, a12, a22, a32}};
-    const uint16_t *wr[4] = {w0, w1, w2, w3};
-    const float *xr[3] = {x0, x1, x2};
-    for (int j = 0; j < mb; j++)
-        for (int r = 0; r < 4; r++) {
-            float s = _mm512_reduce_add_ps(acc[j][r]);
-            for (int64_t kk = k; kk < K; kk++) s += w16_to_f32(wr[r][kk], kind) * xr[j][kk];
-            if (bias) s += bias[n + r];
-            y[(m + j) * N + n + r] = s;
-        }
-}
-
-/* One weight row against every row of x (tail rows of the N range). */
-static void gemv_row1(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
-                      int64_t M, int64_t N, int64_t K, int64_t n) {
-    const uint16_t *wr = w + n * K;
-    for (int64_t m = 0; m < M; m++) {
-        const float *xr = x + m * K;
-        __m512 a = _mm512_setzero_ps();
-        int64_t k = 0;
-        for (; k + 16 <= K; k += 16) a = _mm512_fmadd_ps(load16_w16(wr + k, kind), _mm512_loadu_ps(xr + k), a);
-        float s = _mm512_reduce_add_ps(a);
-        for (; k < K; k++) s += w16_to_f32(wr[k], kind) * xr[k];
-        y[m * N + n] = s + (bias ? bias[n] : 0.0f);
-    }
-}
-
-static inline __attribute__((always_inline)) void gemv_kind(float *y, const float *x,
-                                                            const uint16_t *w, int kind,
-                                                            const float *bias, int64_t M,
-                                                            int64_t N, int64_t K, int64_t n_begin,
-                                                            int64_t n_end) {
-    int64_t n = n_begin;
-    for (; n + 4 <= n_end; n += 4) {
-        for (int64_t m = 0; m < M; m += 3) {
-            int64_t mb = M - m;
-            if (mb >= 3) gemv_block4(y, x, w, kind, bias, N, K, n, m, 3);
-            else if (mb == 2) gemv_block4(y, x, w, kind, bias, N, K, n, m, 2);
-            else gemv_block4(y, x, w, kind, bias, N, K, n, m, 1);
-        }
-    }
-    for (; n < n_end; n++) gemv_row1(y, x, w, kind, bias, M, N, K, n);
-}
-
-int tuna_gemv_w16_avx512(float *y, const float *x, const uint16_t *w, int kind,
-                         const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
-                         int64_t n_end) {
-    if (kind == TUNA_W16_BF16)
-        gemv_kind(y, x, w, TUNA_W16_BF16, bias, M, N, K, n_begin, n_end);
-    else
-        gemv_kind(y, x, w, TUNA_W16_F16, bias, M, N, K, n_begin, n_end);
-    return 0;
 }
 
 /* ---- GEMM ---------------------------------------------------------------- */

@@ -26,9 +26,6 @@ int tuna_gemv_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, co
 int tuna_gemm_w16_avx2(float *y, const float *x, const uint16_t *w, int kind, const float *bias,
                        int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end);
 
-int tuna_gemv_w16_avx512(float *y, const float *x, const uint16_t *w, int kind,
-                         const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
-                         int64_t n_end);
 int tuna_gemm_w16_avx512(float *y, const float *x, const uint16_t *w, int kind,
                          const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
                          int64_t n_end);
