@@ -26,6 +26,9 @@ const char *tuna_matmul_isa(void) {
     return f.avx512f ? "avx512" : "avx2-fma";
 }
 
+/* A product for our kernels, by rows of x: the streaming GEMV (M <= 8; f32,
+ * bf16, f16 weights), the tiled 16-bit GEMM (8 < M < 64), W widened for
+ * OpenBLAS (M >= 64, bf16/f16). */
 typedef struct {
     float *y;
     const float *x;
@@ -37,7 +40,7 @@ typedef struct {
     gemm_fn gemv;
     gemm_fn gemm;
     int failed;
-} w16_job;
+} kernel_job;
 
 /* Many rows of x (prefill, the flow head over all patches): the product is
  * compute-bound and OpenBLAS's f32 kernels beat our 16-bit GEMM by 25-40% at
@@ -49,7 +52,7 @@ typedef struct {
  * prefill: 1 MB blocks 163, 4 MB 172, 16 MB 179 tokens/s); at least 128 rows. */
 enum { W16_SGEMM_BLOCK_BYTES = 16 << 20 };
 
-static int w16_sgemm_columns(const w16_job *j, int64_t n_begin, int64_t n_end) {
+static int w16_sgemm_columns(const kernel_job *j, int64_t n_begin, int64_t n_end) {
     int64_t K = j->K, nb = W16_SGEMM_BLOCK_BYTES / (int64_t)(sizeof(float) * K) / 16 * 16;
     if (nb < 128) nb = 128;
     if (nb > n_end - n_begin) nb = n_end - n_begin;
@@ -67,8 +70,8 @@ static int w16_sgemm_columns(const w16_job *j, int64_t n_begin, int64_t n_end) {
     return 0;
 }
 
-static void w16_range(void *ctx, long begin, long end) {
-    w16_job *j = ctx;
+static void kernel_range(void *ctx, long begin, long end) {
+    kernel_job *j = ctx;
     int64_t n_begin = begin * j->block;
     int64_t n_end = end * j->block;
     if (n_end > j->N) n_end = j->N;
@@ -164,7 +167,7 @@ typedef struct {
     long units;
     union {
         sgemm_job sgemm;
-        w16_job w16;
+        kernel_job kernel;
     } job;
 } forward_part;
 
@@ -178,8 +181,8 @@ static void forward_part_init(forward_part *part, float *y, const float *x, cons
         return;
     }
     tuna_cpu_features f = tuna_cpu_detect();
-    part->fn = w16_range;
-    part->job.w16 = (w16_job){
+    part->fn = kernel_range;
+    part->job.kernel = (kernel_job){
         .y = y, .x = x, .w = w, .kind = w_dtype == TUNA_F32 ? TUNA_W_F32 : w_dtype == TUNA_BF16 ? TUNA_W16_BF16 : TUNA_W16_F16,
         .bias = bias, .M = M, .N = N, .K = K,
         .block = M <= TUNA_MATMUL_GEMV_MAX_M ? 4 : TUNA_GEMM_N_ALIGN,
@@ -187,11 +190,11 @@ static void forward_part_init(forward_part *part, float *y, const float *x, cons
         .gemm = f.avx512f ? tuna_gemm_w16_avx512 : tuna_gemm_w16_avx2,
         .failed = 0,
     };
-    part->units = (long)((N + part->job.w16.block - 1) / part->job.w16.block);
+    part->units = (long)((N + part->job.kernel.block - 1) / part->job.kernel.block);
 }
 
 static int forward_part_failed(const forward_part *part) {
-    return part->fn == w16_range && part->job.w16.failed;
+    return part->fn == kernel_range && part->job.kernel.failed;
 }
 
 tuna_status tuna_matmul_forward_raw(float *y, const float *x, const void *w, tuna_dtype w_dtype,
