@@ -80,6 +80,10 @@ TEST(matmul_larger_blocks) {
     CHECK(run_case(TUNA_F16, 6, 21, 200, 1, 1) < 2e-6, "f16 gemv 6x21x200");
     CHECK(run_case(TUNA_F32, 1, 70, 896, 1, 2) < 2e-6, "f32 gemv 1x70x896");
     CHECK(run_case(TUNA_F32, 7, 19, 333, 0, 2) < 2e-6, "f32 gemv 7x19x333");
+    /* M >= 64 with 16-bit weights: W widened for OpenBLAS in blocks of
+     * max(128, 16 MB / 4K) rows; K = 32768 makes the blocks 128 rows, so 300
+     * columns on one thread take three calls (128 + 128 + 44), bias included */
+    CHECK(run_case(TUNA_BF16, 64, 300, 32768, 1, 1) < 2e-6, "bf16 64x300x32768 (several widened blocks)");
 }
 
 /* Grouped products (q/k/v, gate/up): three weights of different dtypes and
