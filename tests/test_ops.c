@@ -272,6 +272,8 @@ TEST(attention_omni_mask_gqa_offsets) {
         {160, 0, 160, 3, 3, 24, 3},   /* D not a multiple of 64 */
         {20, 45, 65, 2, 1, 20, 2},    /* queries inside a segment that extends past them */
         {5, 0, 5, 2, 1, 7, 0},        /* odd D, plain causal */
+        {70, 25, 95, 6, 2, 32, 2},    /* several query tiles after a cached prefix */
+        {64, 0, 0, 2, 1, 8, 0},       /* no keys at all: zeros, lse -inf */
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         double le;
