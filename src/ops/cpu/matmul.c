@@ -37,6 +37,7 @@ typedef struct {
     const float *bias;
     int64_t M, N, K;
     int64_t block; /* columns per unit of parallel work */
+    int64_t sgemm_block_bytes; /* widened W per thread for the OpenBLAS path */
     gemm_fn gemv;
     gemm_fn gemm;
     int failed;
@@ -49,11 +50,12 @@ typedef struct {
  *     y[:, n0:n0+nb] = x @ f32(W[n0:n0+nb, :])^T (+ bias)
  * Widening costs one pass over the block per M rows of x: under 1% at M >= 64.
  * Blocks are large because OpenBLAS packs all of x again on every call (0.5B
- * prefill: 1 MB blocks 163, 4 MB 172, 16 MB 179 tokens/s); at least 128 rows. */
-enum { W16_SGEMM_BLOCK_BYTES = 16 << 20 };
+ * prefill: 1 MB blocks 163, 4 MB 172, 16 MB 179 tokens/s); at least 128 rows,
+ * at most 16 MB per thread and 64 MB for all the threads together. */
+enum { W16_SGEMM_TOTAL_BYTES = 64 << 20 }; /* over max(threads, 4): 16 MB per thread at most */
 
 static int w16_sgemm_columns(const kernel_job *j, int64_t n_begin, int64_t n_end) {
-    int64_t K = j->K, nb = W16_SGEMM_BLOCK_BYTES / (int64_t)(sizeof(float) * K) / 16 * 16;
+    int64_t K = j->K, nb = j->sgemm_block_bytes / (int64_t)(sizeof(float) * K) / 16 * 16;
     if (nb < 128) nb = 128;
     if (nb > n_end - n_begin) nb = n_end - n_begin;
     float *block = malloc(sizeof(float) * (size_t)(nb * K));
@@ -186,6 +188,7 @@ static void forward_part_init(forward_part *part, float *y, const float *x, cons
         .y = y, .x = x, .w = w, .kind = w_dtype == TUNA_F32 ? TUNA_W_F32 : w_dtype == TUNA_BF16 ? TUNA_W16_BF16 : TUNA_W16_F16,
         .bias = bias, .M = M, .N = N, .K = K,
         .block = M <= TUNA_MATMUL_GEMV_MAX_M ? 4 : TUNA_GEMM_N_ALIGN,
+        .sgemm_block_bytes = W16_SGEMM_TOTAL_BYTES / (pool && pool->count > 4 ? pool->count : 4),
         .gemv = tuna_gemv_w16_avx2, /* memory-bound: no gain from wider vectors */
         .gemm = f.avx512f ? tuna_gemm_w16_avx512 : tuna_gemm_w16_avx2,
         .failed = 0,
