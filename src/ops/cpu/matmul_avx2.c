@@ -15,6 +15,7 @@
  * and x is transposed once per K block into panels xT[k][16] (zero padded).
  */
 #include "ops/cpu/matmul_kernels.h"
+#include "ops/cpu/vec_math.h"
 
 #include <immintrin.h>
 #include <stdlib.h>
@@ -37,13 +38,6 @@ static inline float w16_to_f32(uint16_t h, int kind) {
         return f;
     }
     return _cvtsh_ss(h);
-}
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* ---- GEMV ----------------------------------------------------------------
