@@ -38,8 +38,7 @@ typedef struct {
     int64_t M, N, K;
     int64_t block; /* columns per unit of parallel work */
     int64_t sgemm_block_bytes; /* widened W per thread for the OpenBLAS path */
-    gemm_fn gemv;
-    gemm_fn gemm;
+    gemm_fn gemm; /* the tiled GEMM of the CPU's ISA */
     int failed;
 } kernel_job;
 
@@ -86,7 +85,8 @@ static void kernel_range(void *ctx, long begin, long end) {
         if (w16_sgemm_columns(j, n_begin, n_end)) __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
         return;
     }
-    gemm_fn kernel = j->M <= TUNA_MATMUL_GEMV_MAX_M ? j->gemv : j->gemm;
+    /* the GEMV is the AVX2 one on every CPU: memory-bound, no gain from wider vectors */
+    gemm_fn kernel = j->M <= TUNA_MATMUL_GEMV_MAX_M ? tuna_gemv_w16_avx2 : j->gemm;
     if (kernel(j->y, j->x, j->w, j->kind, j->bias, j->M, j->N, j->K, n_begin, n_end))
         __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
 }
@@ -189,7 +189,6 @@ static void forward_part_init(forward_part *part, float *y, const float *x, cons
         .bias = bias, .M = M, .N = N, .K = K,
         .block = M <= TUNA_MATMUL_GEMV_MAX_M ? 4 : TUNA_GEMM_N_ALIGN,
         .sgemm_block_bytes = W16_SGEMM_TOTAL_BYTES / (pool && pool->count > 4 ? pool->count : 4),
-        .gemv = tuna_gemv_w16_avx2, /* memory-bound: no gain from wider vectors */
         .gemm = f.avx512f ? tuna_gemm_w16_avx512 : tuna_gemm_w16_avx2,
         .failed = 0,
     };

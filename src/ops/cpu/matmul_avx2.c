@@ -213,17 +213,7 @@ enum {
 /* Widen W[n0..n0+nc)[k0..k0+kc) into wf[nc][kc] (row stride kc). */
 static void widen_block(float *wf, const uint16_t *w, int kind, int64_t K, int64_t n0, int nc,
                         int64_t k0, int kc) {
-    for (int r = 0; r < nc; r++) {
-        const uint16_t *src = w + (n0 + r) * K + k0;
-        float *dst = wf + (int64_t)r * kc;
-        int k = 0;
-        if (kind == TUNA_W16_BF16) {
-            for (; k + 8 <= kc; k += 8) _mm256_storeu_ps(dst + k, load8_w16(src + k, TUNA_W16_BF16));
-        } else {
-            for (; k + 8 <= kc; k += 8) _mm256_storeu_ps(dst + k, load8_w16(src + k, TUNA_W16_F16));
-        }
-        for (; k < kc; k++) dst[k] = w16_to_f32(src[k], kind);
-    }
+    for (int r = 0; r < nc; r++) tuna_widen_w16_avx2(wf + (int64_t)r * kc, w + (n0 + r) * K + k0, kc, kind);
 }
 
 /* xT panels: for each group of 16 rows of x, [kc][16] floats, zero padded past M. */
