@@ -3,7 +3,7 @@
 #include "model/forward.h"
 #include "model/gradients.h"
 #include "model/train_step.h"
-#include "train/loss.h"
+#include "ops/ops.h"
 
 #include <stdlib.h>
 
@@ -256,14 +256,14 @@ static tuna_status add_losses(result_set *rs, const tuna_forward_batch *b, const
     float ce = 0, flow = 0;
     if (b->labels) {
         int invalid = 0;
-        ce = cross_entropy_shifted_forward(logits, b->labels, b->length, c->vocab_size, NULL, &invalid);
+        ce = tuna_cross_entropy_shifted_forward(logits, b->labels, b->length, c->vocab_size, NULL, &invalid);
         if (invalid) return tuna_fail(err, TUNA_ERR_INVALID, "%d labels lie outside the vocabulary", invalid);
     }
     if (has_targets && b->flow_images) {
         long count[TUNA_BATCH_MAX_IMAGES];
         for (int k = 0; k < b->image_count; k++) count[k] = (long)b->channels * b->heights[k] * b->widths[k];
-        flow = flow_loss_forward((const float *const *)x_pred, b->targets, b->t, b->flow_images, count, b->image_count,
-                                 (float)c->t_eps);
+        flow = tuna_flow_loss_forward((const float *const *)x_pred, b->targets, b->t, b->flow_images, count,
+                                      b->image_count, (float)c->t_eps);
     }
     int64_t one = 1;
     float *p;

@@ -20,7 +20,6 @@
 #include "model/forward.h"
 #include "model/positions.h"
 #include "ops/ops.h"
-#include "train/loss.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -601,7 +600,7 @@ static tuna_status head_backward(train_state *st, float *const *x_pred, const lo
     float *dx_pred[MAX_IMAGES];
     for (int k = 0; k < st->K; k++)
         if (!(dx_pred[k] = buffer(st, (size_t)count[k]))) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
-    flow_loss_backward((const float *const *)x_pred, ex->targets, st->seq->t, ex->flow_images, count, st->K,
+    tuna_flow_loss_backward((const float *const *)x_pred, ex->targets, st->seq->t, ex->flow_images, count, st->K,
                        (float)st->c->t_eps, loss_scale, dx_pred);
     float *dout = buffer(st, (size_t)st->L * st->out);
     float *dh = buffer(st, (size_t)st->L * st->d);
@@ -626,7 +625,7 @@ static tuna_status backward(train_state *st, float *const *x_pred, const long *c
         int n = st->ce_count;
         float *dlogits = buffer(st, (size_t)(n + 1) * c->vocab_size), *dsel = buffer(st, (size_t)(n + 1) * d);
         if (!dlogits || !dsel) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
-        cross_entropy_shifted_backward(st->logits, st->ce_labels, n + 1, c->vocab_size, loss_scale, dlogits);
+        tuna_cross_entropy_shifted_backward(st->logits, st->ce_labels, n + 1, c->vocab_size, loss_scale, dlogits);
         TUNA_TRY(linear_backward(st, dsel, 0, dlogits, st->ce_hidden, st->m->lm_head, st->g->lm_head, NULL, n, err));
         for (int r = 0; r < n; r++) tuna_vec_acc(dhidden + (size_t)st->ce_rows[r] * d, dsel + (size_t)r * d, d);
     }
@@ -644,12 +643,12 @@ static tuna_status compute_losses(train_state *st, float *const *x_pred, const l
     memset(out, 0, sizeof *out);
     if (st->logits) {
         int invalid = 0;
-        out->loss_ce = cross_entropy_shifted_forward(st->logits, st->ce_labels, st->ce_count + 1, st->c->vocab_size,
+        out->loss_ce = tuna_cross_entropy_shifted_forward(st->logits, st->ce_labels, st->ce_count + 1, st->c->vocab_size,
                                                      &out->ce_tokens, &invalid);
         if (invalid) return tuna_fail(err, TUNA_ERR_INVALID, "%d labels lie outside the vocabulary", invalid);
     }
     if (flow_count(st)) {
-        out->loss_flow = flow_loss_forward((const float *const *)x_pred, ex->targets, st->seq->t, ex->flow_images,
+        out->loss_flow = tuna_flow_loss_forward((const float *const *)x_pred, ex->targets, st->seq->t, ex->flow_images,
                                            count, st->K, (float)st->c->t_eps);
         for (int k = 0; k < st->K; k++) out->flow_elements += ex->flow_images[k] ? count[k] : 0;
     }

@@ -1,4 +1,5 @@
-#include "train/loss.h"
+/* Losses of SPEC sections 5 and 9, forward and backward side by side. */
+#include "ops/ops.h"
 
 #include <math.h>
 #include <string.h>
@@ -17,8 +18,8 @@ static int label_counts(const int32_t *labels, int i, int vocab) {
     return y != -100 && y >= 0 && y < vocab;
 }
 
-float cross_entropy_shifted_forward(const float *logits, const int32_t *labels, int length, int vocab, int *count,
-                                    int *invalid) {
+float tuna_cross_entropy_shifted_forward(const float *logits, const int32_t *labels, int length, int vocab,
+                                         int *count, int *invalid) {
     double total = 0;
     int n = 0, bad = 0;
     for (int i = 0; i + 1 < length; i++) {
@@ -33,8 +34,8 @@ float cross_entropy_shifted_forward(const float *logits, const int32_t *labels, 
     return n ? (float)(total / n) : 0.0f;
 }
 
-void cross_entropy_shifted_backward(const float *logits, const int32_t *labels, int length, int vocab,
-                                    float dloss, float *dlogits) {
+void tuna_cross_entropy_shifted_backward(const float *logits, const int32_t *labels, int length, int vocab,
+                                         float dloss, float *dlogits) {
     int n = 0;
     for (int i = 0; i + 1 < length; i++) n += label_counts(labels, i, vocab);
     memset(dlogits, 0, sizeof(float) * (size_t)length * vocab);
@@ -57,8 +58,8 @@ static long flow_element_count(const uint8_t *flow_images, const long *count, in
     return n;
 }
 
-float flow_loss_forward(const float *const *x_pred, const float *const *targets, const float *t,
-                        const uint8_t *flow_images, const long *count, int images, float t_eps) {
+float tuna_flow_loss_forward(const float *const *x_pred, const float *const *targets, const float *t,
+                             const uint8_t *flow_images, const long *count, int images, float t_eps) {
     long n = flow_element_count(flow_images, count, images);
     if (n == 0) return 0.0f;
     double total = 0;
@@ -75,9 +76,9 @@ float flow_loss_forward(const float *const *x_pred, const float *const *targets,
     return (float)(total / n);
 }
 
-void flow_loss_backward(const float *const *x_pred, const float *const *targets, const float *t,
-                        const uint8_t *flow_images, const long *count, int images, float t_eps, float dloss,
-                        float *const *dx_pred) {
+void tuna_flow_loss_backward(const float *const *x_pred, const float *const *targets, const float *t,
+                             const uint8_t *flow_images, const long *count, int images, float t_eps, float dloss,
+                             float *const *dx_pred) {
     long n = flow_element_count(flow_images, count, images);
     for (int k = 0; k < images; k++) {
         if (!flow_images[k] || n == 0) {
