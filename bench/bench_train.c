@@ -29,7 +29,7 @@
  * (as docs/benchmarks.md explains for bench_model). */
 #include "core/rng.h"
 #include "core/threads.h"
-#include "io/config_json.h"
+#include "model/config_json.h"
 #include "model/config.h"
 #include "train/optimizer.h"
 #include "train/params.h"

@@ -1,6 +1,6 @@
 /* libFuzzer: config.json parsing; a parsed config must validate, serialise and
  * parse back to the same values. */
-#include "io/config_json.h"
+#include "model/config_json.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,7 +5,7 @@
 #include "test.h"
 #include "io_test_util.h"
 #include "io/checkpoint.h"
-#include "io/config_json.h"
+#include "model/config_json.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

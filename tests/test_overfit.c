@@ -11,7 +11,7 @@
 #include "infer/prompts.h"
 #include "infer/sampler.h"
 #include "infer/understand.h"
-#include "io/config_json.h"
+#include "model/config_json.h"
 #include "io/image.h"
 #include "train/init.h"
 #include "train/train_options.h"

@@ -6,7 +6,7 @@
 
 #include "core/rng.h"
 #include "core/tensor.h"
-#include "io/config_json.h"
+#include "model/config_json.h"
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "train/plot.h"

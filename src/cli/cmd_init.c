@@ -1,6 +1,6 @@
 /* `tuna init`: a freshly initialised checkpoint for training from scratch. */
 #include "cli/commands.h"
-#include "io/config_json.h"
+#include "model/config_json.h"
 #include "train/init.h"
 
 #include <getopt.h>

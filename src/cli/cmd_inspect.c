@@ -5,7 +5,7 @@
 #include "cli/commands.h"
 #include "core/tensor.h"
 #include "io/checkpoint.h"
-#include "io/config_json.h"
+#include "model/config_json.h"
 
 #include <stdio.h>
 #include <stdlib.h>

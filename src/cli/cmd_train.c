@@ -3,7 +3,7 @@
  * docs/training.md. */
 #include "cli/commands.h"
 #include "io/checkpoint.h"
-#include "io/config_json.h"
+#include "model/config_json.h"
 #include "train/train_options.h"
 
 #include <stdio.h>

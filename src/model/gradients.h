@@ -6,7 +6,7 @@
 #ifndef TUNA_MODEL_GRADIENTS_H
 #define TUNA_MODEL_GRADIENTS_H
 
-#include "io/config_json.h"
+#include "model/config_json.h"
 #include "model/tuna2.h"
 
 typedef int (*tuna_trainable_fn)(void *ctx, const char *name);

@@ -1,7 +1,7 @@
 /* Binding checkpoint tensors to the model by their official names (SPEC section 7). */
 #include "model/tuna2.h"
 #include "core/tensor.h"
-#include "io/config_json.h"
+#include "model/config_json.h"
 
 #include <float.h>
 #include <stdio.h>

@@ -4,7 +4,7 @@
 #include "core/dtype.h"
 #include "core/mapped_file.h"
 #include "core/tensor.h"
-#include "io/config_json.h"
+#include "model/config_json.h"
 #include "io/safetensors.h"
 
 #include <cjson/cJSON.h>

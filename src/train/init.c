@@ -1,7 +1,7 @@
 #include "train/init.h"
 #include "core/rng.h"
 #include "core/tensor.h"
-#include "io/config_json.h"
+#include "model/config_json.h"
 #include "io/safetensors.h"
 
 #include <math.h>

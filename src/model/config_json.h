@@ -1,12 +1,12 @@
-/* config.json of SPEC section 8 <-> tuna_config (src/model/config.h), and the
+/* config.json of SPEC section 8 <-> tuna_config (model/config.h), and the
  * check of a checkpoint's tensor shapes against a configuration.
  *
  * Parsing is strict: unknown keys (at every level) and wrong types are errors;
  * "patch_norm_eps": null selects the compute dtype's machine epsilon. Missing
  * keys are errors too, except "architecture" (must be "tuna2" when present) and
  * "head.text_rope_scaling" (null or absent = no scaling). */
-#ifndef TUNA_IO_CONFIG_JSON_H
-#define TUNA_IO_CONFIG_JSON_H
+#ifndef TUNA_MODEL_CONFIG_JSON_H
+#define TUNA_MODEL_CONFIG_JSON_H
 
 #include "core/status.h"
 #include "io/checkpoint.h"

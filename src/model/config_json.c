@@ -2,7 +2,7 @@
  * checkpoint. The file is described by the field tables below; the parser
  * walks them, so "unknown key", "wrong type" and "missing key" are checked the
  * same way at every level. */
-#include "io/config_json.h"
+#include "model/config_json.h"
 #include "io/json_util.h"
 #include "core/mapped_file.h"
 
