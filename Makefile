@@ -23,7 +23,7 @@ LDLIBS   += -lopenblas -lpng -ljpeg -lcjson -lpcre2-8 -lmicrohttpd -lz -lutf8pro
 LDFLAGS  += -fopenmp $(SANITIZE)
 
 LIB_SRC   := $(sort $(wildcard src/core/*.c src/ops/cpu/*.c src/io/*.c src/text/*.c \
-               src/model/*.c src/infer/*.c src/train/*.c src/serve/*.c))
+               src/model/*.c src/infer/*.c src/train/*.c src/eval/*.c src/serve/*.c))
 CLI_SRC   := $(sort $(wildcard src/cli/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))

@@ -1,6 +1,6 @@
 /* libFuzzer: `tuna eval` task files. Any bytes either parse into tasks whose
  * expectations are in range, or fail with a message; never a crash or leak. */
-#include "infer/eval_tasks.h"
+#include "eval/eval_tasks.h"
 
 #include <stdlib.h>
 

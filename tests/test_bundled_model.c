@@ -4,7 +4,7 @@
  * none of them seen in training) it keeps at least the scores recorded when it
  * was shipped, minus a margin for floating-point differences between machines. */
 #include "test.h"
-#include "infer/eval.h"
+#include "eval/eval.h"
 #include "model/tuna2.h"
 #include "text/tokenizer.h"
 

@@ -6,8 +6,8 @@
 
 #include "core/rng.h"
 #include "core/tensor.h"
-#include "infer/eval.h"
-#include "infer/eval_stats.h"
+#include "eval/eval.h"
+#include "eval/eval_stats.h"
 #include "io/safetensors.h"
 
 #include <cjson/cJSON.h>

@@ -3,7 +3,7 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "core/mapped_file.h"
-#include "infer/eval.h"
+#include "eval/eval.h"
 
 #include <getopt.h>
 #include <stdlib.h>

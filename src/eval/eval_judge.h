@@ -14,8 +14,8 @@
  *    feature space of the Frechet distance (eval_stats.h).
  *
  * The palette, background and shape geometry mirror tools/make_dataset.py. */
-#ifndef TUNA_INFER_EVAL_JUDGE_H
-#define TUNA_INFER_EVAL_JUDGE_H
+#ifndef TUNA_EVAL_EVAL_JUDGE_H
+#define TUNA_EVAL_EVAL_JUDGE_H
 
 #include "core/status.h"
 #include "io/image.h"

@@ -10,10 +10,10 @@
  *          "text"?, "text_colour"?, "class"?, "colour"?}
  * "image"/"target" paths are relative to the task file's directory. Blank lines
  * are skipped; anything else that is not a valid task is an error naming its line. */
-#ifndef TUNA_INFER_EVAL_TASKS_H
-#define TUNA_INFER_EVAL_TASKS_H
+#ifndef TUNA_EVAL_EVAL_TASKS_H
+#define TUNA_EVAL_EVAL_TASKS_H
 
-#include "infer/eval_judge.h"
+#include "eval/eval_judge.h"
 
 typedef enum {
     TUNA_TASK_UNDERSTAND = 0,

@@ -1,7 +1,7 @@
 /* The Fashion-MNIST judge of `tuna eval`: a 784-H-10 ReLU MLP trained in C on
  * the real training images with Adam on softmax cross-entropy, and the IDX
  * reader for the Debian package's files. See eval_judge.h. */
-#include "infer/eval_judge.h"
+#include "eval/eval_judge.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "io/safetensors.h"

@@ -1,5 +1,5 @@
 /* Task-file parser of `tuna eval`. See eval_tasks.h. */
-#include "infer/eval_tasks.h"
+#include "eval/eval_tasks.h"
 #include "core/mapped_file.h"
 
 #include <cjson/cJSON.h>

@@ -1,6 +1,6 @@
 /* Frechet distance, symmetric eigen-decomposition, answer normalisation.
  * See eval_stats.h. */
-#include "infer/eval_stats.h"
+#include "eval/eval_stats.h"
 
 #include <ctype.h>
 #include <math.h>

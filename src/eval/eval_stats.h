@@ -1,8 +1,8 @@
 /* Statistics of `tuna eval` (docs/eval.md): the Frechet distance between two
  * sets of feature vectors, the symmetric eigen-decomposition it needs, and the
  * answer normalisation of exact-match scoring. */
-#ifndef TUNA_INFER_EVAL_STATS_H
-#define TUNA_INFER_EVAL_STATS_H
+#ifndef TUNA_EVAL_EVAL_STATS_H
+#define TUNA_EVAL_EVAL_STATS_H
 
 #include "core/status.h"
 

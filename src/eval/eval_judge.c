@@ -1,7 +1,7 @@
 /* Judges of `tuna eval`: scene detector, text reader, item colour and the
  * dispatch over a task's expectation. The Fashion-MNIST classifier is in
  * eval_fashion.c. See eval_judge.h and docs/eval.md. */
-#include "infer/eval_judge.h"
+#include "eval/eval_judge.h"
 #include "io/safetensors.h"
 
 #include <math.h>

@@ -1,8 +1,8 @@
 /* `tuna eval` runner: each task through the engine (understand, generate, edit,
  * reconstruct), judged, aggregated into a report. See eval.h, docs/eval.md. */
-#include "infer/eval.h"
+#include "eval/eval.h"
 #include "core/rng.h"
-#include "infer/eval_stats.h"
+#include "eval/eval_stats.h"
 #include "infer/generate.h"
 #include "infer/metrics.h"
 #include "infer/prompts.h"

@@ -13,12 +13,12 @@
  * With ground_truth set there is no model: the task file's own ground truth
  * ("image" of a generate task, "target" of an edit) is judged, which measures
  * the judges themselves. */
-#ifndef TUNA_INFER_EVAL_H
-#define TUNA_INFER_EVAL_H
+#ifndef TUNA_EVAL_EVAL_H
+#define TUNA_EVAL_EVAL_H
 
 #include "core/threads.h"
-#include "infer/eval_judge.h"
-#include "infer/eval_tasks.h"
+#include "eval/eval_judge.h"
+#include "eval/eval_tasks.h"
 #include "model/tuna2.h"
 #include "text/tokenizer.h"
 
