@@ -45,12 +45,28 @@ typedef enum {
     TUNA_BOOL,
     TUNA_F64,
     TUNA_I16,
-    TUNA_DTYPE_COUNT /* quantised types are added before this */
+    /* ggml's block-quantised types (GGUF), byte layouts exactly ggml's. A
+     * tensor of one has its shape in elements, the last dimension K a
+     * multiple of the block; each row is K/block blocks. See docs/quantization.md. */
+    TUNA_Q8_0, /*  32 weights in  34 bytes: f16 d, int8 q[32];             w = d q        */
+    TUNA_Q4_0, /*  32 weights in  18 bytes: f16 d, 4-bit q[32];            w = d (q - 8)  */
+    TUNA_Q5_0, /*  32 weights in  22 bytes: f16 d, 5-bit q[32];            w = d (q - 16) */
+    TUNA_Q4_K, /* 256 weights in 144 bytes: 8 x 32 with 6-bit scale/min;   w = d s q - m  */
+    TUNA_Q6_K, /* 256 weights in 210 bytes: 16 x 16 with int8 scales;      w = d s (q - 32) */
+    TUNA_DTYPE_COUNT
 } tuna_dtype;
 
+/* Bytes per element; 0 for the block types (use the block helpers). */
 size_t tuna_dtype_size(tuna_dtype t);
-const char *tuna_dtype_name(tuna_dtype t);          /* "F32", "BF16", ... (safetensors) */
-int tuna_dtype_from_name(const char *name, tuna_dtype *out); /* 1 on success */
+const char *tuna_dtype_name(tuna_dtype t);          /* "F32", "BF16", ..., "Q4_K" */
+/* A safetensors element-type name ("F32", ...) to its dtype; 1 on success.
+ * Block types are not element types and are never matched. */
+int tuna_dtype_from_name(const char *name, tuna_dtype *out);
+/* Elements per block: 1 for element types, 32 (Q8_0, Q4_0, Q5_0) or 256 (Q4_K, Q6_K). */
+int64_t tuna_dtype_block_size(tuna_dtype t);
+/* Bytes per block (the element size for element types). */
+size_t tuna_dtype_block_bytes(tuna_dtype t);
+int tuna_dtype_is_quantized(tuna_dtype t);
 
 /* ---- tensors ----------------------------------------------------------- */
 #define TUNA_MAX_DIMS 8

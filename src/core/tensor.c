@@ -8,12 +8,21 @@
 
 static const struct {
     const char *name;
-    size_t size;
+    size_t size;        /* bytes per element; 0 for block types */
+    int64_t block;      /* elements per block */
+    size_t block_bytes; /* bytes per block */
 } dtype_table[TUNA_DTYPE_COUNT] = {
-    [TUNA_F32] = {"F32", 4},  [TUNA_BF16] = {"BF16", 2}, [TUNA_F16] = {"F16", 2},
-    [TUNA_I8] = {"I8", 1},    [TUNA_U8] = {"U8", 1},     [TUNA_I32] = {"I32", 4},
-    [TUNA_I64] = {"I64", 8},  [TUNA_BOOL] = {"BOOL", 1}, [TUNA_F64] = {"F64", 8},
-    [TUNA_I16] = {"I16", 2},
+    [TUNA_F32] = {"F32", 4, 1, 4},     [TUNA_BF16] = {"BF16", 2, 1, 2}, [TUNA_F16] = {"F16", 2, 1, 2},
+    [TUNA_I8] = {"I8", 1, 1, 1},       [TUNA_U8] = {"U8", 1, 1, 1},     [TUNA_I32] = {"I32", 4, 1, 4},
+    [TUNA_I64] = {"I64", 8, 1, 8},     [TUNA_BOOL] = {"BOOL", 1, 1, 1}, [TUNA_F64] = {"F64", 8, 1, 8},
+    [TUNA_I16] = {"I16", 2, 1, 2},
+    /* ggml block layouts (ggml-common.h): Q8_0 = f16 d + 32 int8; Q4_0 = f16 d
+     * + 16 bytes of nibbles; Q5_0 = f16 d + 4 bytes of fifth bits + 16 bytes
+     * of nibbles; Q4_K = f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128
+     * bytes of nibbles; Q6_K = 128 bytes low nibbles, 64 bytes high 2-bit
+     * pairs, 16 int8 scales, f16 d. */
+    [TUNA_Q8_0] = {"Q8_0", 0, 32, 34}, [TUNA_Q4_0] = {"Q4_0", 0, 32, 18}, [TUNA_Q5_0] = {"Q5_0", 0, 32, 22},
+    [TUNA_Q4_K] = {"Q4_K", 0, 256, 144}, [TUNA_Q6_K] = {"Q6_K", 0, 256, 210},
 };
 
 size_t tuna_dtype_size(tuna_dtype t) {
@@ -26,12 +35,29 @@ const char *tuna_dtype_name(tuna_dtype t) {
 
 int tuna_dtype_from_name(const char *name, tuna_dtype *out) {
     for (int i = 0; i < TUNA_DTYPE_COUNT; i++) {
-        if (dtype_table[i].name && strcmp(dtype_table[i].name, name) == 0) {
+        if (dtype_table[i].size && strcmp(dtype_table[i].name, name) == 0) {
             *out = (tuna_dtype)i;
             return 1;
         }
     }
     return 0;
+}
+
+int64_t tuna_dtype_block_size(tuna_dtype t) {
+    return (unsigned)t < TUNA_DTYPE_COUNT ? dtype_table[t].block : 1;
+}
+
+size_t tuna_dtype_block_bytes(tuna_dtype t) {
+    return (unsigned)t < TUNA_DTYPE_COUNT ? dtype_table[t].block_bytes : 0;
+}
+
+int tuna_dtype_is_quantized(tuna_dtype t) {
+    return (unsigned)t < TUNA_DTYPE_COUNT && dtype_table[t].block > 1;
+}
+
+size_t tuna_dtype_bytes_for(tuna_dtype t, int64_t n) {
+    int64_t block = tuna_dtype_block_size(t);
+    return (size_t)(n / block) * tuna_dtype_block_bytes(t);
 }
 
 int64_t tuna_tensor_numel(const tuna_tensor *t) {
@@ -41,7 +67,7 @@ int64_t tuna_tensor_numel(const tuna_tensor *t) {
 }
 
 size_t tuna_tensor_nbytes(const tuna_tensor *t) {
-    return (size_t)tuna_tensor_numel(t) * tuna_dtype_size(t->dtype);
+    return tuna_dtype_bytes_for(t->dtype, tuna_tensor_numel(t));
 }
 
 int tuna_tensor_is_contiguous(const tuna_tensor *t) {
@@ -71,10 +97,16 @@ enum { TENSOR_HUGE_ALIGN = 2u << 20, TENSOR_HUGE_MIN = 8u << 20 };
 
 tuna_status tuna_tensor_alloc(tuna_tensor *t, tuna_dtype dtype, int ndim, const int64_t *shape, tuna_error *err) {
     if (ndim < 0 || ndim > TUNA_MAX_DIMS) return tuna_fail(err, TUNA_ERR_INVALID, "tensor rank %d out of range", ndim);
-    size_t bytes = tuna_dtype_size(dtype);
+    int64_t block = tuna_dtype_block_size(dtype);
+    if (block > 1 && (ndim < 1 || shape[ndim - 1] % block != 0))
+        return tuna_fail(err, TUNA_ERR_INVALID, "a %s tensor needs a last dimension that is a multiple of %lld",
+                         tuna_dtype_name(dtype), (long long)block);
+    size_t bytes = tuna_dtype_block_bytes(dtype);
+    if (!bytes) return tuna_fail(err, TUNA_ERR_INVALID, "tensor dtype %d out of range", (int)dtype);
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) return tuna_fail(err, TUNA_ERR_INVALID, "negative dimension %lld", (long long)shape[i]);
-        if (tuna_mul_overflows(bytes, (size_t)shape[i], &bytes))
+        size_t count = (size_t)(i == ndim - 1 ? shape[i] / block : shape[i]);
+        if (tuna_mul_overflows(bytes, count, &bytes))
             return tuna_fail(err, TUNA_ERR_LIMIT, "tensor size overflows");
     }
     /* Large tensors (weights converted at load, activations of long
@@ -100,7 +132,7 @@ tuna_tensor tuna_tensor_slice_rows(const tuna_tensor *t, int64_t begin, int64_t 
     tuna_tensor v = *t;
     v.storage = TUNA_STORAGE_VIEW;
     v.shape[0] = end - begin;
-    v.data = (char *)t->data + (size_t)(begin * t->stride[0]) * tuna_dtype_size(t->dtype);
+    v.data = (char *)t->data + tuna_dtype_bytes_for(t->dtype, begin * t->stride[0]);
     return v;
 }
 
@@ -121,6 +153,9 @@ float tuna_tensor_get_f32(const tuna_tensor *t, int64_t i) {
 }
 
 tuna_status tuna_tensor_to_f32(const tuna_tensor *src, tuna_tensor *dst, tuna_error *err) {
+    if (tuna_dtype_is_quantized(src->dtype))
+        return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "a %s tensor is widened by dequantising its rows (src/ops)",
+                         tuna_dtype_name(src->dtype));
     TUNA_TRY(tuna_tensor_alloc(dst, TUNA_F32, src->ndim, src->shape, err));
     int64_t n = tuna_tensor_numel(src);
     float *out = dst->data;

@@ -7,7 +7,10 @@
 
 /* Number of elements (product of shape); 1 for ndim 0. */
 int64_t tuna_tensor_numel(const tuna_tensor *t);
+/* Bytes of the data: numel elements, or numel/block blocks for a block type. */
 size_t tuna_tensor_nbytes(const tuna_tensor *t);
+/* Bytes of n consecutive elements of dtype t (n a multiple of its block). */
+size_t tuna_dtype_bytes_for(tuna_dtype t, int64_t n);
 int tuna_tensor_is_contiguous(const tuna_tensor *t);
 
 /* Fill shape/stride for a contiguous tensor over existing data (a view). */
@@ -20,7 +23,8 @@ void tuna_tensor_free(tuna_tensor *t);
 /* A view of rows [begin, end) along dimension 0. */
 tuna_tensor tuna_tensor_slice_rows(const tuna_tensor *t, int64_t begin, int64_t end);
 
-/* Element i (flat, contiguous tensors) converted to f32, for tests and tools. */
+/* Element i (flat, contiguous tensors) converted to f32, for tests and tools
+ * (0 for block types: dequantise rows with tuna_dequantize_row, src/ops). */
 float tuna_tensor_get_f32(const tuna_tensor *t, int64_t i);
 
 /* Copy src into a newly allocated F32 tensor of the same shape (any float dtype). */

@@ -311,7 +311,8 @@ static tuna_status build_header(const write_request *r, text_buffer *b, tuna_err
         for (size_t j = 0; j < i; j++)
             if (strcmp(r->names[i], r->names[j]) == 0)
                 return tuna_fail(err, TUNA_ERR_INVALID, "tensor name \"%s\" given twice", r->names[i]);
-        if ((unsigned)t->dtype >= TUNA_DTYPE_COUNT || t->ndim < 0 || t->ndim > TUNA_MAX_DIMS)
+        if ((unsigned)t->dtype >= TUNA_DTYPE_COUNT || tuna_dtype_is_quantized(t->dtype) || t->ndim < 0 ||
+            t->ndim > TUNA_MAX_DIMS)
             return tuna_fail(err, TUNA_ERR_INVALID, "tensor \"%s\" has a bad dtype or rank", r->names[i]);
         char num[64];
         if (!first) text_puts(b, ",");

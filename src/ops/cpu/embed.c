@@ -3,6 +3,7 @@
 #include "ops/ops.h"
 #include "core/dtype.h"
 #include "core/tensor.h"
+#include "ops/cpu/quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -89,8 +90,12 @@ tuna_status tuna_embedding_forward(float *out, const tuna_tensor *table, const i
             break;
         }
         default:
-            return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "embedding: table dtype %s not supported",
-                             tuna_dtype_name(table->dtype));
+            /* a quantised table: the row's blocks dequantised (row lengths are whole blocks) */
+            if (!tuna_dtype_is_quantized(table->dtype) || dim % tuna_dtype_block_size(table->dtype) ||
+                tuna_dequantize_row(table->dtype, (const uint8_t *)table->data + tuna_dtype_bytes_for(table->dtype, id * dim),
+                                    o, dim) != 0)
+                return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "embedding: table dtype %s not supported",
+                                 tuna_dtype_name(table->dtype));
         }
     }
     return TUNA_OK;

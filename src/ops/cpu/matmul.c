@@ -9,6 +9,7 @@
  * cheap next to any matmul), which honours TUNA_ISA=avx2. */
 #include "ops/ops.h"
 #include "ops/cpu/matmul_kernels.h"
+#include "ops/cpu/quant.h"
 #include "core/cpu_features.h"
 #include "core/dtype.h"
 #include "core/tensor.h"
@@ -170,17 +171,26 @@ typedef struct {
     union {
         sgemm_job sgemm;
         kernel_job kernel;
+        tuna_qmm_job quant; /* block-quantised W (matmul_quant.c) */
     } job;
 } forward_part;
 
-static void forward_part_init(forward_part *part, float *y, const float *x, const void *w, tuna_dtype w_dtype,
-                              const float *bias, int64_t M, int64_t N, int64_t K, const tuna_threads *pool) {
+/* Quantised weights (Q8_0, Q4_K, ...) have their own kernels (quant.h); the
+ * integer path quantises x here, so this can fail. */
+static tuna_status forward_part_init(forward_part *part, float *y, const float *x, const void *w, tuna_dtype w_dtype,
+                                     const float *bias, int64_t M, int64_t N, int64_t K, const tuna_threads *pool,
+                                     tuna_error *err) {
+    if (tuna_dtype_is_quantized(w_dtype)) {
+        part->fn = tuna_qmm_range;
+        return tuna_qmm_prepare(&part->job.quant, y, x, w, w_dtype, bias, M, N, K, TUNA_QMM_AUTO, pool, &part->units,
+                                err);
+    }
     if (w_dtype == TUNA_F32 && M > TUNA_MATMUL_GEMV_MAX_M) {
         if (bias) add_bias_rows_range(y, bias, M, N);
         part->fn = sgemm_range;
         part->job.sgemm = sgemm_job_make(pool, SGEMM_FORWARD, y, x, K, (const float *)w, M, N, K, bias ? 1.0f : 0.0f,
                                          &part->units);
-        return;
+        return TUNA_OK;
     }
     tuna_cpu_features f = tuna_cpu_detect();
     part->fn = kernel_range;
@@ -193,10 +203,19 @@ static void forward_part_init(forward_part *part, float *y, const float *x, cons
         .failed = 0,
     };
     part->units = (long)((N + part->job.kernel.block - 1) / part->job.kernel.block);
+    return TUNA_OK;
 }
 
 static int forward_part_failed(const forward_part *part) {
-    return part->fn == kernel_range && part->job.kernel.failed;
+    return (part->fn == kernel_range && part->job.kernel.failed) || (part->fn == tuna_qmm_range && part->job.quant.failed);
+}
+
+static void forward_part_release(forward_part *part) {
+    if (part->fn == tuna_qmm_range) tuna_qmm_release(&part->job.quant);
+}
+
+static int weight_dtype_supported(tuna_dtype d) {
+    return d == TUNA_F32 || d == TUNA_BF16 || d == TUNA_F16 || tuna_dtype_is_quantized(d);
 }
 
 tuna_status tuna_matmul_forward_raw(float *y, const float *x, const void *w, tuna_dtype w_dtype,
@@ -206,13 +225,15 @@ tuna_status tuna_matmul_forward_raw(float *y, const float *x, const void *w, tun
         return tuna_fail(err, TUNA_ERR_INVALID, "matmul: bad sizes M=%lld N=%lld K=%lld",
                          (long long)M, (long long)N, (long long)K);
     if (M == 0) return TUNA_OK;
-    if (w_dtype != TUNA_F32 && w_dtype != TUNA_BF16 && w_dtype != TUNA_F16)
+    if (!weight_dtype_supported(w_dtype))
         return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "matmul: weight dtype %s not supported",
                          tuna_dtype_name(w_dtype));
     forward_part part;
-    forward_part_init(&part, y, x, w, w_dtype, bias, M, N, K, pool);
+    TUNA_TRY(forward_part_init(&part, y, x, w, w_dtype, bias, M, N, K, pool, err));
     tuna_parallel_for(pool, part.units, part.fn, &part.job);
-    if (forward_part_failed(&part)) return tuna_fail(err, TUNA_ERR_NOMEM, "matmul: out of memory for kernel scratch");
+    int failed = forward_part_failed(&part);
+    forward_part_release(&part);
+    if (failed) return tuna_fail(err, TUNA_ERR_NOMEM, "matmul: out of memory for kernel scratch");
     return TUNA_OK;
 }
 
@@ -264,7 +285,7 @@ static void group_range(void *ctx, long begin, long end) {
 static tuna_status group_check(const tuna_matmul_target *t, int64_t K, tuna_error *err) {
     TUNA_TRY(check_forward_weight(t->weight, K, err));
     tuna_dtype d = t->weight->dtype;
-    if (d != TUNA_F32 && d != TUNA_BF16 && d != TUNA_F16)
+    if (!weight_dtype_supported(d))
         return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "matmul: weight dtype %s not supported", tuna_dtype_name(d));
     return TUNA_OK;
 }
@@ -275,18 +296,26 @@ tuna_status tuna_matmul_forward_group(const tuna_matmul_target *targets, int cou
         return tuna_fail(err, TUNA_ERR_INVALID, "grouped matmul: bad arguments");
     for (int i = 0; i < count; i++) TUNA_TRY(group_check(&targets[i], K, err));
     if (M == 0 || count == 0) return TUNA_OK;
-    group_job g = {.count = count};
+    group_job g = {.count = 0};
     long total = 0;
-    for (int i = 0; i < count; i++) {
+    tuna_status st = TUNA_OK;
+    for (int i = 0; i < count && st == TUNA_OK; i++) {
         const tuna_matmul_target *t = &targets[i];
-        forward_part_init(&g.parts[i], t->y, x, t->weight->data, t->weight->dtype, t->bias, M, t->weight->shape[0], K,
-                          pool);
-        total += g.parts[i].units;
+        st = forward_part_init(&g.parts[i], t->y, x, t->weight->data, t->weight->dtype, t->bias, M, t->weight->shape[0],
+                               K, pool, err);
+        if (st == TUNA_OK) {
+            g.count++;
+            total += g.parts[i].units;
+        }
     }
-    tuna_parallel_for(pool, total, group_range, &g);
-    for (int i = 0; i < count; i++)
-        if (forward_part_failed(&g.parts[i])) return tuna_fail(err, TUNA_ERR_NOMEM, "matmul: out of memory for kernel scratch");
-    return TUNA_OK;
+    if (st == TUNA_OK) tuna_parallel_for(pool, total, group_range, &g);
+    int failed = 0;
+    for (int i = 0; i < g.count; i++) {
+        failed |= forward_part_failed(&g.parts[i]);
+        forward_part_release(&g.parts[i]);
+    }
+    if (st == TUNA_OK && failed) st = tuna_fail(err, TUNA_ERR_NOMEM, "matmul: out of memory for kernel scratch");
+    return st;
 }
 
 /* ---- backward ------------------------------------------------------------ */
@@ -312,10 +341,15 @@ tuna_status tuna_matmul_backward_input(float *dx, const float *dy, const tuna_te
         sgemm_split(pool, SGEMM_INPUT, dx, dy, N, (const float *)weight->data, M, N, K, accumulate ? 1.0f : 0.0f);
         return TUNA_OK;
     }
-    if (weight->dtype != TUNA_BF16 && weight->dtype != TUNA_F16)
+    int quantized = tuna_dtype_is_quantized(weight->dtype);
+    if (weight->dtype != TUNA_BF16 && weight->dtype != TUNA_F16 && !quantized)
         return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "matmul backward: weight dtype %s not supported",
                          tuna_dtype_name(weight->dtype));
-    /* Widen blocks of rows of W (about 4 MB each) and accumulate
+    if (quantized && K % tuna_dtype_block_size(weight->dtype))
+        return tuna_fail(err, TUNA_ERR_INVALID, "matmul backward: K = %lld is not a multiple of the %s block",
+                         (long long)K, tuna_dtype_name(weight->dtype));
+    /* Widen (or dequantise: a frozen quantised matrix stays quantised in
+     * training) blocks of rows of W (about 4 MB each) and accumulate
      * dx += dy[:, n0:n1] @ W[n0:n1, :] block by block. */
     int64_t rows = (int64_t)(1 << 20) / K;
     if (rows < 16) rows = 16;
@@ -326,8 +360,12 @@ tuna_status tuna_matmul_backward_input(float *dx, const float *dy, const tuna_te
     const uint16_t *w = weight->data;
     for (int64_t n0 = 0; n0 < N; n0 += rows) {
         int64_t nb = N - n0 < rows ? N - n0 : rows;
-        widen_job job = {buf, w + n0 * K, weight->dtype == TUNA_BF16};
-        tuna_parallel_for(pool, (long)(nb * K), widen_range, &job);
+        if (quantized) {
+            tuna_dequantize_rows(weight->dtype, weight->data, buf, n0, n0 + nb, K, pool);
+        } else {
+            widen_job job = {buf, w + n0 * K, weight->dtype == TUNA_BF16};
+            tuna_parallel_for(pool, (long)(nb * K), widen_range, &job);
+        }
         /* dx += dy[:, n0:n0+nb] @ buf (dy's rows are N apart) */
         sgemm_split(pool, SGEMM_INPUT, dx, dy + n0, N, buf, M, nb, K, 1.0f);
     }
