@@ -99,53 +99,72 @@ static inline __attribute__((always_inline)) void row_q4_q5_0(const uint8_t *w, 
     for (int r = 0; r < mb; r++) out[r] = hsum8(acc[r]) - offset * corr[r];
 }
 
+/* Q4_K: the 8 scales and mins of a super-block unpacked with 32-bit masks
+ * (bytes 0-3: scale j low 6 bits, top 2 = scale j+4's high bits; bytes 4-7
+ * the same for mins; bytes 8-11: scale/min j+4 low nibbles), widened to
+ * floats at once; per x row the 8 products d sc_j dx_b in one multiply, the
+ * minima's term dmin m_j (dx_b sum qx) as one vector multiply-add. */
 static inline __attribute__((always_inline)) void row_q4_k(const uint8_t *w, const xrows *x, int64_t nb, int mb,
                                                            float *out) {
     __m256 acc[QG_XROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    float corr[QG_XROWS] = {0, 0, 0, 0};
+    __m256 corr[QG_XROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const __m256i low4 = _mm256_set1_epi8(15);
     for (int64_t s = 0; s < nb / 8; s++, w += 144) {
         _mm_prefetch((const char *)w + QG_PREFETCH, _MM_HINT_T0);
         _mm_prefetch((const char *)w + QG_PREFETCH + 64, _MM_HINT_T0);
         _mm_prefetch((const char *)w + QG_PREFETCH + 128, _MM_HINT_T0);
-        float d = f16_at(w), dmin = f16_at(w + 2);
-        const uint8_t *sm = w + 4;
-        float ds[8], dm[8];
-        for (int j = 0; j < 8; j++) {
-            int sc = j < 4 ? sm[j] & 63 : (sm[j + 4] & 15) | (sm[j - 4] >> 6) << 4;
-            int mn = j < 4 ? sm[j + 4] & 63 : (sm[j + 4] >> 4) | (sm[j] >> 6) << 4;
-            ds[j] = d * (float)sc;
-            dm[j] = dmin * (float)mn;
+        uint32_t a[3];
+        memcpy(a, w + 4, 12);
+        uint32_t sc_lo = a[0] & 0x3f3f3f3fu, mn_lo = a[1] & 0x3f3f3f3fu;
+        uint32_t sc_hi = (a[2] & 0x0f0f0f0fu) | ((a[0] >> 6) & 0x03030303u) << 4;
+        uint32_t mn_hi = ((a[2] >> 4) & 0x0f0f0f0fu) | ((a[1] >> 6) & 0x03030303u) << 4;
+        __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc_hi, (int)sc_lo)));
+        __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)mn_hi, (int)mn_lo)));
+        __m256 ds = _mm256_mul_ps(sc, _mm256_set1_ps(f16_at(w)));
+        __m256 dm = _mm256_mul_ps(mn, _mm256_set1_ps(f16_at(w + 2)));
+        float f[QG_XROWS][8];
+        for (int r = 0; r < mb; r++) {
+            _mm256_storeu_ps(f[r], _mm256_mul_ps(ds, _mm256_loadu_ps(x->d[r] + 8 * s)));
+            corr[r] = _mm256_fmadd_ps(dm, _mm256_loadu_ps(x->s[r] + 8 * s), corr[r]);
         }
-        for (int r = 0; r < mb; r++)
-            for (int j = 0; j < 8; j++) corr[r] += dm[j] * x->s[r][8 * s + j];
         for (int c = 0; c < 4; c++) {
             __m256i raw = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
             __m256i lo = _mm256_and_si256(raw, low4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
-            int64_t b = 8 * s + 2 * c;
+            const int64_t b = 8 * s + 2 * c;
             for (int r = 0; r < mb; r++) {
                 __m256i p0 = dot_u8s8(lo, _mm256_loadu_si256((const __m256i *)(x->q[r] + 32 * b)));
                 __m256i p1 = dot_u8s8(hi, _mm256_loadu_si256((const __m256i *)(x->q[r] + 32 * b + 32)));
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(ds[2 * c] * x->d[r][b]), acc[r]);
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(ds[2 * c + 1] * x->d[r][b + 1]), acc[r]);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_broadcast_ss(&f[r][2 * c]), acc[r]);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_broadcast_ss(&f[r][2 * c + 1]), acc[r]);
             }
         }
     }
-    for (int r = 0; r < mb; r++) out[r] = hsum8(acc[r]) - corr[r];
+    for (int r = 0; r < mb; r++) out[r] = hsum8(_mm256_sub_ps(acc[r], corr[r]));
 }
 
+/* Q6_K: per super-block, the offsets 32 d dx_b (s_2b qsum_2b + s_2b+1 qsum_2b+1)
+ * of its 8 x blocks come from one vpmaddwd of the 16 scales with the 16 sums
+ * of qx, and the 8 products d dx_b from one multiply. */
 static inline __attribute__((always_inline)) void row_q6_k(const uint8_t *w, const xrows *x, int64_t nb, int mb,
                                                            float *out) {
     __m256 acc[QG_XROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    float corr[QG_XROWS] = {0, 0, 0, 0};
+    __m256 corr[QG_XROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const __m256i low4 = _mm256_set1_epi8(15), top2 = _mm256_set1_epi8(0x30);
     for (int64_t s = 0; s < nb / 8; s++, w += 210) {
         _mm_prefetch((const char *)w + QG_PREFETCH, _MM_HINT_T0);
         _mm_prefetch((const char *)w + QG_PREFETCH + 64, _MM_HINT_T0);
         _mm_prefetch((const char *)w + QG_PREFETCH + 128, _MM_HINT_T0);
         _mm_prefetch((const char *)w + QG_PREFETCH + 192, _MM_HINT_T0);
-        float d = f16_at(w + 208);
+        __m256 d = _mm256_set1_ps(f16_at(w + 208));
         const int8_t *sc = (const int8_t *)(w + 192);
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        float f[QG_XROWS][8];
+        for (int r = 0; r < mb; r++) {
+            __m256 fd = _mm256_mul_ps(d, _mm256_loadu_ps(x->d[r] + 8 * s));
+            _mm256_storeu_ps(f[r], fd);
+            __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(x->s16[r] + 16 * s)));
+            corr[r] = _mm256_fmadd_ps(_mm256_mul_ps(fd, _mm256_set1_ps(32.0f)), _mm256_cvtepi32_ps(off), corr[r]);
+        }
         for (int h = 0; h < 2; h++) {
             __m256i A = _mm256_loadu_si256((const __m256i *)(w + 64 * h));
             __m256i B = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
@@ -158,20 +177,17 @@ static inline __attribute__((always_inline)) void row_q6_k(const uint8_t *w, con
                                 _mm256_and_si256(_mm256_srli_epi16(H, 2), top2)),
             };
             for (int t = 0; t < 4; t++) {
-                int s0 = sc[8 * h + 2 * t], s1 = sc[8 * h + 2 * t + 1];
-                __m256i scale = _mm256_set_m128i(_mm_set1_epi16((short)s1), _mm_set1_epi16((short)s0));
-                int64_t b = 8 * s + 4 * h + t;
+                __m256i scale = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * t + 1]), _mm_set1_epi16(sc[8 * h + 2 * t]));
+                const int bl = 4 * h + t;
                 for (int r = 0; r < mb; r++) {
-                    __m256i xv = _mm256_loadu_si256((const __m256i *)(x->q[r] + 32 * b));
+                    __m256i xv = _mm256_loadu_si256((const __m256i *)(x->q[r] + 32 * (8 * s + bl)));
                     __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[t], xv), scale);
-                    float f = d * x->d[r][b];
-                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f), acc[r]);
-                    corr[r] += f * (float)(32 * (s0 * x->s16[r][2 * b] + s1 * x->s16[r][2 * b + 1]));
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&f[r][bl]), acc[r]);
                 }
             }
         }
     }
-    for (int r = 0; r < mb; r++) out[r] = hsum8(acc[r]) - corr[r];
+    for (int r = 0; r < mb; r++) out[r] = hsum8(_mm256_sub_ps(acc[r], corr[r]));
 }
 
 static inline __attribute__((always_inline)) void row_dispatch(const uint8_t *w, tuna_dtype type, const xrows *x,
