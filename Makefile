@@ -22,7 +22,7 @@ CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -fopenmp -fPIC $(BASE_ISA) $(SANITI
 LDLIBS   += -lopenblas -lpng -ljpeg -lcjson -lpcre2-8 -lmicrohttpd -lz -lutf8proc -lm -lpthread
 LDFLAGS  += -fopenmp $(SANITIZE)
 
-LIB_SRC   := $(sort $(wildcard src/core/*.c src/ops/cpu/*.c src/io/*.c src/text/*.c \
+LIB_SRC   := $(sort $(wildcard src/core/*.c src/ops/*.c src/ops/cpu/*.c src/io/*.c src/text/*.c \
                src/model/*.c src/infer/*.c src/train/*.c src/eval/*.c src/serve/*.c))
 CLI_SRC   := $(sort $(wildcard src/cli/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))

@@ -115,7 +115,7 @@ static double decode_weight_bytes(const tuna_model *m) {
 /* count one-token forwards after position `from` (greedy argmax feeds the
  * next); seconds taken. */
 static double decode_tokens(const tuna_model *m, int32_t *ids, tuna_sequence *seq, tuna_kv_cache *cache, float *logits,
-                            int from, int count, const tuna_threads *pool) {
+                            int from, int count, const tuna_backend *be, tuna_workspace *ws) {
     tuna_error err;
     double t0 = bench_now();
     for (int i = 0; i < count; i++) {
@@ -123,7 +123,7 @@ static double decode_tokens(const tuna_model *m, int32_t *ids, tuna_sequence *se
         seq->length = from + i + 1;
         tuna_forward_request rq = {.sequence = seq, .cache = cache, .row_begin = from + i, .row_end = from + i + 1,
                                    .logits_mode = TUNA_LOGITS_LAST, .logits = logits};
-        if (tuna_model_forward(m, &rq, 1, pool, &err)) die("decode", &err);
+        if (tuna_model_forward(m, &rq, 1, be, ws, &err)) die("decode", &err);
     }
     return bench_now() - t0;
 }
@@ -141,12 +141,13 @@ static int compare_double(const void *a, const void *b) {
 enum { ROOFLINE_PAIRS = 5, ROOFLINE_PAIR_TOKENS = 8 };
 
 static void measure_paired_roofline(const tuna_model *m, int32_t *ids, tuna_sequence *seq, tuna_kv_cache *cache,
-                                    float *logits, int from, const tuna_threads *pool, figures *f) {
+                                    float *logits, int from, const tuna_threads *pool, const tuna_backend *be,
+                                    tuna_workspace *ws, figures *f) {
     double ratio[ROOFLINE_PAIRS];
     printf("decode beside the bandwidth, %d pairs of (bandwidth, %d tokens):", ROOFLINE_PAIRS, ROOFLINE_PAIR_TOKENS);
     for (int p = 0; p < ROOFLINE_PAIRS; p++) {
         double gbs = bench_memory_bandwidth(pool, (size_t)512 << 20);
-        double dt = decode_tokens(m, ids, seq, cache, logits, from + p * ROOFLINE_PAIR_TOKENS, ROOFLINE_PAIR_TOKENS, pool);
+        double dt = decode_tokens(m, ids, seq, cache, logits, from + p * ROOFLINE_PAIR_TOKENS, ROOFLINE_PAIR_TOKENS, be, ws);
         ratio[p] = ROOFLINE_PAIR_TOKENS / dt / (gbs * 1e9 / f->decode_bytes);
         printf(" %.0f%% (%.1f GB/s)", 100 * ratio[p], gbs);
     }
@@ -166,11 +167,14 @@ static void measure_text(const tuna_model *m, const options *o, const tuna_threa
     tuna_kv_cache cache;
     tuna_error err;
     if (tuna_kv_cache_init(&cache, c, total, 0, &err)) die("kv cache", &err);
+    tuna_backend be = tuna_backend_cpu(pool);
+    tuna_workspace ws; /* one for prefill and decode, as a chat session keeps */
+    tuna_workspace_init(&ws, &be);
 
     /* warm-up: pages the mapped weights in and lets the allocator settle */
     tuna_forward_request warm = {.sequence = &seq, .cache = &cache, .row_begin = 0, .row_end = P < 16 ? P : 16,
                                  .logits_mode = TUNA_LOGITS_LAST, .logits = logits};
-    if (tuna_model_forward(m, &warm, 1, pool, &err)) die("warm-up forward", &err);
+    if (tuna_model_forward(m, &warm, 1, &be, &ws, &err)) die("warm-up forward", &err);
 
     double best = 1e30;
     for (int rep = 0; rep < 2; rep++) {
@@ -178,7 +182,7 @@ static void measure_text(const tuna_model *m, const options *o, const tuna_threa
         tuna_forward_request rq = {.sequence = &seq, .cache = &cache, .row_begin = 0, .row_end = P,
                                    .logits_mode = TUNA_LOGITS_LAST, .logits = logits};
         double t0 = bench_now(), c0 = bench_cpu_seconds();
-        if (tuna_model_forward(m, &rq, 1, pool, &err)) die("prefill", &err);
+        if (tuna_model_forward(m, &rq, 1, &be, &ws, &err)) die("prefill", &err);
         double dt = bench_now() - t0;
         if (dt < best) best = dt, f->prefill_cpu = (bench_cpu_seconds() - c0) / (dt * pool->count);
     }
@@ -187,14 +191,15 @@ static void measure_text(const tuna_model *m, const options *o, const tuna_threa
            f->prefill_tok_s, 100 * f->prefill_cpu, pool->count);
 
     double c0 = bench_cpu_seconds();
-    double dt = decode_tokens(m, ids, &seq, &cache, logits, P, D, pool);
+    double dt = decode_tokens(m, ids, &seq, &cache, logits, P, D, &be, &ws);
     f->decode_tok_s = D / dt;
     f->decode_cpu = (bench_cpu_seconds() - c0) / (dt * pool->count);
     f->kv_bytes_last = 2.0 * c->llm.num_layers * (double)total * cache.llm_row * sizeof(float);
     printf("decode: %d tokens after the prefill in %.3f s = %.2f tokens/s (CPU use %.0f%%)\n", D, dt, f->decode_tok_s,
            100 * f->decode_cpu);
-    measure_paired_roofline(m, ids, &seq, &cache, logits, P + D, pool, f);
+    measure_paired_roofline(m, ids, &seq, &cache, logits, P + D, pool, &be, &ws, f);
     tuna_kv_cache_free(&cache);
+    tuna_workspace_free(&ws);
     free(ids);
     free(logits);
 }

@@ -1,6 +1,5 @@
-/* Core: dtype conversions, tensors, arena, rng, atomic writes. */
+/* Core: dtype conversions, tensors, rng, atomic writes. */
 #include "test.h"
-#include "core/arena.h"
 #include "core/dtype.h"
 #include "core/mapped_file.h"
 #include "core/rng.h"
@@ -50,20 +49,6 @@ TEST(tensor_alloc_view_slice) {
     tuna_tensor_free(&t);
     int64_t huge[2] = {INT64_MAX / 2, 4};
     CHECK(tuna_tensor_alloc(&t, TUNA_F32, 2, huge, &err) == TUNA_ERR_LIMIT, "overflow refused");
-}
-
-TEST(arena_alignment_and_capacity) {
-    tuna_arena a;
-    tuna_error err = {0};
-    REQUIRE(tuna_arena_init(&a, 1000, &err) == TUNA_OK, "init");
-    void *p = tuna_arena_alloc(&a, 3, &err);
-    void *q = tuna_arena_alloc(&a, 5, &err);
-    CHECK(p && q && ((uintptr_t)q % 64) == 0 && (char *)q - (char *)p == 64, "aligned bumps");
-    size_t mark = tuna_arena_mark(&a);
-    CHECK(tuna_arena_alloc(&a, 100000, &err) == NULL && err.code == TUNA_ERR_NOMEM, "full arena refuses");
-    tuna_arena_release(&a, mark);
-    CHECK(a.used == 128 && a.peak == 128, "release to mark");
-    tuna_arena_free(&a);
 }
 
 TEST(rng_reproducible_and_normal) {
@@ -128,7 +113,6 @@ int main(void) {
     RUN(bf16_round_trip_and_rounding);
     RUN(f16_round_trip_all_values);
     RUN(tensor_alloc_view_slice);
-    RUN(arena_alignment_and_capacity);
     RUN(rng_reproducible_and_normal);
     RUN(parallel_for_covers_range_once);
     RUN(atomic_write_replaces_or_keeps);

@@ -191,7 +191,10 @@ TEST(greedy_decode_with_kv_cache_matches_reference) {
     float *logits = malloc(sizeof(float) * V);
     tuna_forward_request rq = {.sequence = &seq, .cache = &cache, .row_begin = 0, .row_end = prompt,
                                .logits_mode = TUNA_LOGITS_LAST, .logits = logits};
-    CHECK(tuna_model_forward(&model, &rq, 1, &pool, &err) == TUNA_OK, "%s", err.message);
+    tuna_backend be = tuna_backend_cpu(&pool);
+    tuna_workspace ws;
+    tuna_workspace_init(&ws, &be);
+    CHECK(tuna_model_forward(&model, &rq, 1, &be, &ws, &err) == TUNA_OK, "%s", err.message);
     double rel = test_max_relative_error(logits, f32(&fx, "first_logits", NULL), V);
     CHECK(rel < 1e-4, "first logits relative error %.3g", rel);
     int mismatches = 0;
@@ -203,12 +206,14 @@ TEST(greedy_decode_with_kv_cache_matches_reference) {
         seq.length = prompt + i + 1;
         rq.row_begin = prompt + i;
         rq.row_end = prompt + i + 1;
-        if (tuna_model_forward(&model, &rq, 1, &pool, &err) != TUNA_OK) {
+        if (tuna_model_forward(&model, &rq, 1, &be, &ws, &err) != TUNA_OK) {
             CHECK(0, "%s", err.message);
             break;
         }
     }
     CHECK(mismatches == 0, "%d of %d greedy tokens differ", mismatches, steps);
+    CHECK(ws.grows == 1, "decode reuses the prefill's workspace (%d allocations)", ws.grows);
+    tuna_workspace_free(&ws);
     free(logits);
     free(seq.segments);
     tuna_kv_cache_free(&cache);

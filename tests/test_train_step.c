@@ -43,6 +43,7 @@ typedef struct {
     const uint8_t *masks[1];
     tuna_sequence seq;
     tuna_train_example ex;
+    tuna_backend backend; /* the CPU backend, one thread */
 } micro_example;
 
 /* [BOS] 3 tokens [BOI][t][4 patches][EOI][EOS]: CE on the text, flow on the image, one patch masked. */
@@ -53,6 +54,7 @@ static int build_example(micro_example *e, const tuna_config *c) {
         e->ids[i] = ids[i];
         e->labels[i] = (i >= 1 && i <= 3) || i == L - 1 ? ids[i] : -100;
     }
+    e->backend = tuna_backend_cpu(NULL);
     tuna_rng rng;
     tuna_rng_seed(&rng, 7);
     tuna_rng_fill_normal(&rng, e->image, 192, 0.0f, 1.0f);
@@ -75,7 +77,7 @@ static int build_example(micro_example *e, const tuna_config *c) {
 static double loss_of(const tuna_model *m, const micro_example *e) {
     tuna_losses l;
     tuna_error err = {0};
-    if (tuna_model_loss_and_gradients(m, NULL, &e->ex, 1.0f, NULL, NULL, &l, &err) != TUNA_OK) return NAN;
+    if (tuna_model_loss_and_gradients(m, NULL, &e->ex, 1.0f, NULL, &e->backend, NULL, &l, &err) != TUNA_OK) return NAN;
     return l.loss;
 }
 
@@ -92,7 +94,7 @@ TEST(every_gradient_matches_finite_differences) {
     micro_example e;
     REQUIRE(build_example(&e, &c) == 0, "segments");
     tuna_losses losses;
-    REQUIRE(tuna_model_loss_and_gradients(&model, &grads.model, &e.ex, 1.0f, NULL, NULL, &losses, &err) == TUNA_OK,
+    REQUIRE(tuna_model_loss_and_gradients(&model, &grads.model, &e.ex, 1.0f, NULL, &e.backend, NULL, &losses, &err) == TUNA_OK,
             "%s", err.message);
     CHECK(losses.loss_ce > 0 && losses.loss_flow > 0, "both losses present: %g %g", losses.loss_ce, losses.loss_flow);
     tuna_rng rng;
@@ -146,8 +148,8 @@ TEST(frozen_parameters_get_no_buffer_and_others_still_match) {
     micro_example e;
     REQUIRE(build_example(&e, &c) == 0, "segments");
     tuna_losses l;
-    CHECK(tuna_model_loss_and_gradients(&model, &all.model, &e.ex, 1.0f, NULL, NULL, &l, &err) == TUNA_OK, "%s", err.message);
-    CHECK(tuna_model_loss_and_gradients(&model, &some.model, &e.ex, 1.0f, NULL, NULL, &l, &err) == TUNA_OK, "%s", err.message);
+    CHECK(tuna_model_loss_and_gradients(&model, &all.model, &e.ex, 1.0f, NULL, &e.backend, NULL, &l, &err) == TUNA_OK, "%s", err.message);
+    CHECK(tuna_model_loss_and_gradients(&model, &some.model, &e.ex, 1.0f, NULL, &e.backend, NULL, &l, &err) == TUNA_OK, "%s", err.message);
     int frozen = 0, compared = 0;
     for (size_t i = 0; i < some.count; i++) {
         if (!some.tensors[i].data) { frozen++; continue; }

@@ -198,7 +198,8 @@ static tuna_status add_gradients(result_set *rs, const tuna_model *m, const tuna
     for (int k = 0; k < b->image_count; k++) has_targets |= b->targets[k] != NULL;
     if (!has_targets) ex.targets = NULL;
     tuna_losses losses;
-    tuna_status s = tuna_model_loss_and_gradients(m, &grads.model, &ex, 1.0f, NULL, pool, &losses, err);
+    tuna_backend be = tuna_backend_cpu(pool);
+    tuna_status s = tuna_model_loss_and_gradients(m, &grads.model, &ex, 1.0f, NULL, &be, NULL, &losses, err);
     for (size_t i = 0; s == TUNA_OK && i < grads.count; i++) {
         char name[160];
         snprintf(name, sizeof name, "grad.%s", grads.list[i].name);
@@ -308,7 +309,8 @@ tuna_status tuna_forward_batch_run(const tuna_model *m, const tuna_forward_batch
     tuna_forward_request request = {.sequence = &seq, .cache = &cache, .row_begin = 0, .row_end = b->length,
                                      .run_head = b->image_count > 0, .logits_mode = TUNA_LOGITS_ALL,
                                      .hidden = hidden, .logits = logits, .head_out = head_out};
-    if (s == TUNA_OK) s = tuna_model_forward(m, &request, 1, pool, err);
+    tuna_backend be = tuna_backend_cpu(pool);
+    if (s == TUNA_OK) s = tuna_model_forward(m, &request, 1, &be, NULL, err);
     float *x_pred[TUNA_BATCH_MAX_IMAGES] = {0};
     if (s == TUNA_OK && head_out) s = add_images(&rs, b, &seq, head_out, out_width, x_pred, err);
     if (s == TUNA_OK) s = add_losses(&rs, b, c, logits, x_pred, err);

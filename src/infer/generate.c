@@ -62,8 +62,8 @@ static void branch_free(branch *b) {
 }
 
 /* The text (and source image) before the generated segment, once. */
-static tuna_status run_prefix(const tuna_model *m, branch *branches, int count, const tuna_threads *pool,
-                              tuna_error *err) {
+static tuna_status run_prefix(const tuna_model *m, branch *branches, int count, const tuna_backend *be,
+                              tuna_workspace *ws, tuna_error *err) {
     tuna_forward_request requests[2];
     int n = 0;
     for (int i = 0; i < count; i++) {
@@ -71,12 +71,12 @@ static tuna_status run_prefix(const tuna_model *m, branch *branches, int count, 
         requests[n++] = (tuna_forward_request){.sequence = &branches[i].sequence, .cache = &branches[i].cache,
                                                .row_begin = 0, .row_end = branches[i].prefix, .run_head = 1};
     }
-    return n ? tuna_model_forward(m, requests, n, pool, err) : TUNA_OK;
+    return n ? tuna_model_forward(m, requests, n, be, ws, err) : TUNA_OK;
 }
 
 /* x_pred of every branch at time t: the segment rows only, then back to the prefix. */
 static tuna_status predict(const tuna_model *m, branch *branches, int count, float t, int channels, int height,
-                           int width, const tuna_threads *pool, tuna_error *err) {
+                           int width, const tuna_backend *be, tuna_workspace *ws, tuna_error *err) {
     tuna_forward_request requests[2];
     for (int i = 0; i < count; i++) {
         branch *b = &branches[i];
@@ -84,7 +84,7 @@ static tuna_status predict(const tuna_model *m, branch *branches, int count, flo
         requests[i] = (tuna_forward_request){.sequence = &b->sequence, .cache = &b->cache, .row_begin = b->prefix,
                                              .row_end = b->prefix + b->rows, .run_head = 1, .head_out = b->head_out};
     }
-    TUNA_TRY(tuna_model_forward(m, requests, count, pool, err));
+    TUNA_TRY(tuna_model_forward(m, requests, count, be, ws, err));
     int out = m->config.patch_size * m->config.patch_size * channels;
     for (int i = 0; i < count; i++) {
         tuna_kv_cache_truncate(&branches[i].cache, branches[i].prefix);
@@ -94,17 +94,22 @@ static tuna_status predict(const tuna_model *m, branch *branches, int count, flo
     return TUNA_OK;
 }
 
+/* One workspace for the prefix and every Euler step: sized by the first
+ * step, it allocates nothing after. */
 static tuna_status sample(const tuna_model *m, const tuna_generate_params *p, branch *branches, int count, float *z,
                           const tuna_threads *pool, tuna_error *err) {
+    tuna_backend be = tuna_backend_cpu(pool);
+    tuna_workspace ws;
+    tuna_workspace_init(&ws, &be);
     int C = m->config.image_channels;
     long n = (long)C * p->height * p->width;
     float *grid = malloc(sizeof(float) * (size_t)(p->steps + 1));
     if (!grid) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
     euler_time_grid(p->steps, grid);
-    tuna_status s = run_prefix(m, branches, count, pool, err);
+    tuna_status s = run_prefix(m, branches, count, &be, &ws, err);
     for (int i = 0; s == TUNA_OK && i < p->steps; i++) {
         double start = now_seconds();
-        s = predict(m, branches, count, grid[i], C, p->height, p->width, pool, err);
+        s = predict(m, branches, count, grid[i], C, p->height, p->width, &be, &ws, err);
         if (s != TUNA_OK) break;
         float *x = branches[0].x_pred;
         if (count == 2) cfg_combine(x, branches[1].x_pred, n, p->cfg_scale);
@@ -112,6 +117,7 @@ static tuna_status sample(const tuna_model *m, const tuna_generate_params *p, br
         if (p->progress) p->progress(p->progress_ctx, i + 1, p->steps, now_seconds() - start);
     }
     free(grid);
+    tuna_workspace_free(&ws);
     return s;
 }
 

@@ -41,7 +41,8 @@ tuna_status tuna_chat_session_init(tuna_chat_session *s, const tuna_model *m, co
     memset(s, 0, sizeof *s);
     s->model = m;
     s->tokenizer = tok;
-    s->pool = pool;
+    s->backend = tuna_backend_cpu(pool);
+    tuna_workspace_init(&s->workspace, &s->backend);
     s->ids = malloc(sizeof(int32_t) * (size_t)(capacity > 0 ? capacity : 1));
     if (!s->ids) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
     s->stop_ids[0] = m->config.tokens.eos;
@@ -53,6 +54,7 @@ tuna_status tuna_chat_session_init(tuna_chat_session *s, const tuna_model *m, co
 
 void tuna_chat_session_free(tuna_chat_session *s) {
     tuna_kv_cache_free(&s->cache);
+    tuna_workspace_free(&s->workspace);
     for (int k = 0; k < s->image_count; k++) free(s->images[k]);
     free(s->segments);
     free(s->ids);
@@ -130,7 +132,7 @@ static tuna_status decode(tuna_chat_session *s, tuna_sequence *seq, float *logit
         seq->length = s->length;
         tuna_forward_request rq = {.sequence = seq, .cache = &s->cache, .row_begin = s->length - 1,
                                    .row_end = s->length, .logits_mode = TUNA_LOGITS_LAST, .logits = logits};
-        st = tuna_model_forward(s->model, &rq, 1, s->pool, err);
+        st = tuna_model_forward(s->model, &rq, 1, &s->backend, &s->workspace, err);
     }
     const char *piece;
     size_t len;
@@ -157,7 +159,7 @@ tuna_status tuna_chat_session_reply(tuna_chat_session *s, const tuna_chat_messag
     tuna_forward_request rq = {.sequence = &seq, .cache = &s->cache, .row_begin = s->cache.llm_length,
                                .row_end = length, .logits_mode = TUNA_LOGITS_LAST, .logits = logits};
     if (rq.row_begin == length) rq.row_begin = length - 1, tuna_kv_cache_truncate(&s->cache, length - 1);
-    st = tuna_model_forward(s->model, &rq, 1, s->pool, err);
+    st = tuna_model_forward(s->model, &rq, 1, &s->backend, &s->workspace, err);
     tuna_ids reply = {0};
     if (st == TUNA_OK) st = decode(s, &seq, logits, p, rng, &reply, err);
     if (st == TUNA_OK && reply_text)

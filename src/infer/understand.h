@@ -14,6 +14,7 @@
 #include "infer/sampler.h"
 #include "model/kv_cache.h"
 #include "model/sequence.h"
+#include "ops/workspace.h"
 #include "text/chat.h"
 
 #define TUNA_CHAT_MAX_IMAGES 16
@@ -21,7 +22,8 @@
 typedef struct {
     const tuna_model *model;
     const tuna_tokenizer *tokenizer;
-    const tuna_threads *pool;
+    tuna_backend backend;       /* the CPU backend on the session's pool */
+    tuna_workspace workspace;   /* activations of prefill and decode, sized by the first */
     tuna_kv_cache cache;
     int32_t *ids;               /* the sequence so far, capacity cache.capacity */
     int length;

@@ -324,6 +324,25 @@ void tuna_flow_loss_backward(const float *const *x_pred, const float *const *tar
                              float *const *dx_pred);
 
 /* ======================================================================
+ * Optimizer element kernels (SPEC section 5), on n contiguous elements
+ * ====================================================================== */
+
+/* AdamW scalars of one update (torch.optim.AdamW, single-tensor path, f32):
+ *   m = m + one_minus_b1 (g - m)           (torch.lerp)
+ *   v = b2 v + one_minus_b2 g^2
+ *   w = w*decay - step_size * m / (sqrt(v)/bias2_sqrt + eps)
+ * with decay = 1 - lr wd, step_size = lr/(1 - b1^k), bias2_sqrt = sqrt(1 - b2^k). */
+typedef struct {
+    float decay, one_minus_b1, b2, one_minus_b2, step_size, bias2_sqrt, eps;
+} tuna_adamw_scalars;
+
+void tuna_adamw_update(float *w, float *m, float *v, const float *g, int64_t n, const tuna_adamw_scalars *a);
+/* sum_i x_i^2 in double, in a fixed order (8 lanes into two 4-double accumulators). */
+double tuna_sum_squares(const float *x, int64_t n);
+/* ema += weight (w - ema)   (torch.lerp, AveragedModel). */
+void tuna_ema_lerp(float *ema, const float *w, float weight, int64_t n);
+
+/* ======================================================================
  * Small vector helpers
  * ====================================================================== */
 

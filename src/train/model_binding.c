@@ -36,7 +36,7 @@ typedef struct {
     tuna_tensor *grads;   /* [params->count] views into storage (NULL data: frozen) */
     tuna_model gmodel;
     int bound;
-    tuna_train_workspace *workspace;
+    tuna_workspace workspace; /* this thread's activations, reused from step to step */
 } replica;
 
 typedef struct binding {
@@ -45,7 +45,7 @@ typedef struct binding {
     tuna_tensor *weights, *grads; /* [params->count] views */
     tuna_model model, gmodel;
     tuna_threads threads;
-    tuna_train_workspace *workspace; /* activation memory reused from step to step */
+    tuna_workspace workspace; /* activation memory reused from step to step */
     int bound_model, bound_gmodel;
     replica *replicas; /* [replica_count]: threads 1.. of a sample-parallel batch */
     int replica_count;
@@ -74,7 +74,7 @@ static void replicas_free(binding *b) {
     for (int i = 0; i < b->replica_count; i++) {
         replica *r = &b->replicas[i];
         if (r->bound) tuna_model_free(&r->gmodel);
-        tuna_train_workspace_free(r->workspace);
+        tuna_workspace_free(&r->workspace);
         free(r->grads);
         free(r->storage);
     }
@@ -89,14 +89,14 @@ static void binding_destroy(void *ctx) {
     replicas_free(b);
     if (b->bound_model) tuna_model_free(&b->model);
     if (b->bound_gmodel) tuna_model_free(&b->gmodel);
-    tuna_train_workspace_free(b->workspace);
+    tuna_workspace_free(&b->workspace);
     free(b->weights);
     free(b->grads);
     free(b);
 }
 
 /* One sequence: gradients into gmodel's buffers, activations in ws. */
-static tuna_status sample_loss_grad(binding *b, const tuna_model *gmodel, tuna_train_workspace *ws,
+static tuna_status sample_loss_grad(binding *b, const tuna_model *gmodel, tuna_workspace *ws,
                                     const tuna_threads *pool, const tuna_train_sample *s, float grad_scale,
                                     tuna_loss_values *out, tuna_error *err) {
     tuna_image_segment *segments = NULL;
@@ -122,8 +122,9 @@ static tuna_status sample_loss_grad(binding *b, const tuna_model *gmodel, tuna_t
                              .targets = s->image_count ? targets : NULL,
                              .flow_images = s->image_count ? s->flow : NULL};
     tuna_losses losses = {0};
+    tuna_backend be = tuna_backend_cpu(pool);
     tuna_status st =
-        tuna_model_loss_and_gradients_ws(&b->model, gmodel, &ex, grad_scale, NULL, pool, ws, &losses, err);
+        tuna_model_loss_and_gradients(&b->model, gmodel, &ex, grad_scale, NULL, &be, ws, &losses, err);
     free(segments);
     if (st != TUNA_OK) return st;
     out->loss = losses.loss;
@@ -137,7 +138,7 @@ static tuna_status sample_loss_grad(binding *b, const tuna_model *gmodel, tuna_t
 static tuna_status binding_loss_grad(void *ctx, const tuna_train_sample *s, float grad_scale, tuna_loss_values *out,
                                      tuna_error *err) {
     binding *b = ctx;
-    return sample_loss_grad(b, &b->gmodel, b->workspace, &b->threads, s, grad_scale, out, err);
+    return sample_loss_grad(b, &b->gmodel, &b->workspace, &b->threads, s, grad_scale, out, err);
 }
 
 /* Make (once) the replicas threads 1..count-1 need; none when they would not fit
@@ -157,8 +158,9 @@ static tuna_status replicas_ensure(binding *b, int count, tuna_error *err) {
         r->owner = b;
         r->storage = calloc(floats ? floats : 1, sizeof(float));
         r->grads = calloc((size_t)(b->params->count ? b->params->count : 1), sizeof *r->grads);
-        r->workspace = tuna_train_workspace_create();
-        if (!r->storage || !r->grads || !r->workspace) {
+        tuna_backend cpu = tuna_backend_cpu(NULL);
+        tuna_workspace_init(&r->workspace, &cpu);
+        if (!r->storage || !r->grads) {
             replicas_free(b);
             return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory for the gradient replicas");
         }
@@ -194,7 +196,7 @@ static void batch_worker(void *ctx, long begin, long end) {
     const tuna_threads one = {1};
     for (long w = begin; w < end; w++) {
         const tuna_model *gmodel = w == 0 ? &j->b->gmodel : &j->b->replicas[w - 1].gmodel;
-        tuna_train_workspace *ws = w == 0 ? j->b->workspace : j->b->replicas[w - 1].workspace;
+        tuna_workspace *ws = w == 0 ? &j->b->workspace : &j->b->replicas[w - 1].workspace;
         for (int i = (int)w; i < j->count && j->status[w] == TUNA_OK; i += j->workers)
             j->status[w] = sample_loss_grad(j->b, gmodel, ws, &one, &j->samples[i], j->grad_scale, &j->out[i],
                                             &j->errors[w]);
@@ -254,8 +256,9 @@ tuna_status tuna_train_model_bind(const tuna_config *config, tuna_param_table *p
     int n = params->count ? params->count : 1;
     b->weights = calloc((size_t)n, sizeof *b->weights);
     b->grads = calloc((size_t)n, sizeof *b->grads);
-    b->workspace = tuna_train_workspace_create();
-    if (!b->weights || !b->grads || !b->workspace) {
+    tuna_backend cpu = tuna_backend_cpu(NULL);
+    tuna_workspace_init(&b->workspace, &cpu);
+    if (!b->weights || !b->grads) {
         binding_destroy(b);
         return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
     }

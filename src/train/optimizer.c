@@ -1,6 +1,6 @@
 #include "train/optimizer.h"
+#include "ops/backend.h"
 
-#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +42,10 @@ double tuna_lr_at(const tuna_optimizer_config *c, int64_t step) {
 /* ---- element-wise passes over every trainable tensor ------------------------
  * The optimizer passes are memory-bound loops over millions of floats: they
  * are cut into chunks of CHUNK elements numbered across the whole table and
- * the chunks are spread over the pool. Per-element arithmetic does not depend
- * on the split, and reductions are summed per chunk then in chunk order, so
- * results are identical for every thread count. */
+ * the chunks are spread over the pool; each chunk runs the backend's element
+ * kernel (ops: adamw, sum_squares, scale, ema) on one thread. Per-element
+ * arithmetic does not depend on the split, and reductions are summed per
+ * chunk then in chunk order, so results are identical for every thread count. */
 enum { CHUNK = 1 << 16 };
 
 typedef void (*chunk_fn)(void *ctx, tuna_param *p, int64_t begin, int64_t end, int64_t chunk_index);
@@ -89,23 +90,13 @@ static void for_each_chunk(const tuna_threads *pool, tuna_param_table *t, int ne
         chunk_range(&job, 0, (long)n);
 }
 
+/* The element kernels run inside a chunk: the CPU backend on the calling thread. */
+static tuna_backend chunk_backend(void) { return tuna_backend_cpu(NULL); }
+
 static void squares_chunk(void *ctx, tuna_param *p, int64_t begin, int64_t end, int64_t index) {
     double *sums = ctx;
-    const float *g = p->grad;
-    /* 8 lanes widened to two 4-double accumulators; their order is fixed */
-    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
-    int64_t k = begin;
-    for (; k + 8 <= end; k += 8) {
-        __m256 v = _mm256_loadu_ps(g + k);
-        __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-        a0 = _mm256_fmadd_pd(lo, lo, a0);
-        a1 = _mm256_fmadd_pd(hi, hi, a1);
-    }
-    double lanes[4];
-    _mm256_storeu_pd(lanes, _mm256_add_pd(a0, a1));
-    double s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-    for (; k < end; k++) s += (double)g[k] * (double)g[k];
-    sums[index] = s;
+    tuna_backend be = chunk_backend();
+    sums[index] = be.ops->sum_squares(&be, p->grad + begin, end - begin);
 }
 
 double tuna_grad_global_norm(const tuna_param_table *t, const tuna_threads *pool) {
@@ -128,9 +119,8 @@ double tuna_grad_global_norm(const tuna_param_table *t, const tuna_threads *pool
 
 static void scale_chunk(void *ctx, tuna_param *p, int64_t begin, int64_t end, int64_t index) {
     (void)index;
-    const float coef = *(const float *)ctx;
-    float *restrict g = p->grad;
-    for (int64_t k = begin; k < end; k++) g[k] *= coef;
+    tuna_backend be = chunk_backend();
+    be.ops->scale(&be, p->grad + begin, *(const float *)ctx, end - begin);
 }
 
 double tuna_clip_grad_norm(tuna_param_table *t, double max_norm, const tuna_threads *pool) {
@@ -142,42 +132,10 @@ double tuna_clip_grad_norm(tuna_param_table *t, double max_norm, const tuna_thre
     return norm;
 }
 
-typedef struct {
-    float decay, one_minus_b1, b2, one_minus_b2, step_size, bias2_sqrt, eps;
-} adamw_scalars;
-
-/* One element of the update (the scalar tail and the reference for the
- * vector loop below, which does the same operations 8 lanes at a time). */
-static inline void adamw_element(const adamw_scalars *a, float *w, float *m, float *v, float g) {
-    float mj = *m + a->one_minus_b1 * (g - *m);
-    float vj = *v * a->b2 + a->one_minus_b2 * (g * g);
-    float denom = sqrtf(vj) / a->bias2_sqrt + a->eps;
-    *m = mj;
-    *v = vj;
-    *w = *w * a->decay + (-a->step_size) * (mj / denom);
-}
-
 static void adamw_chunk(void *ctx, tuna_param *p, int64_t begin, int64_t end, int64_t index) {
     (void)index;
-    const adamw_scalars *a = ctx;
-    float *w = p->weight, *m = p->m, *v = p->v;
-    const float *g = p->grad;
-    const __m256 decay = _mm256_set1_ps(a->decay), c1 = _mm256_set1_ps(a->one_minus_b1);
-    const __m256 b2 = _mm256_set1_ps(a->b2), c2 = _mm256_set1_ps(a->one_minus_b2);
-    const __m256 b2s = _mm256_set1_ps(a->bias2_sqrt), eps = _mm256_set1_ps(a->eps);
-    const __m256 neg_step = _mm256_set1_ps(-a->step_size);
-    int64_t j = begin;
-    for (; j + 8 <= end; j += 8) {
-        __m256 gj = _mm256_loadu_ps(g + j), mj = _mm256_loadu_ps(m + j), vj = _mm256_loadu_ps(v + j);
-        mj = _mm256_fmadd_ps(c1, _mm256_sub_ps(gj, mj), mj);
-        vj = _mm256_fmadd_ps(c2, _mm256_mul_ps(gj, gj), _mm256_mul_ps(vj, b2));
-        __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vj), b2s), eps);
-        __m256 wj = _mm256_mul_ps(_mm256_loadu_ps(w + j), decay);
-        _mm256_storeu_ps(m + j, mj);
-        _mm256_storeu_ps(v + j, vj);
-        _mm256_storeu_ps(w + j, _mm256_fmadd_ps(neg_step, _mm256_div_ps(mj, denom), wj));
-    }
-    for (; j < end; j++) adamw_element(a, w + j, m + j, v + j, g[j]);
+    tuna_backend be = chunk_backend();
+    be.ops->adamw(&be, p->weight + begin, p->m + begin, p->v + begin, p->grad + begin, end - begin, ctx);
 }
 
 void tuna_adamw_step(tuna_optimizer *opt, tuna_param_table *t, double lr) {
@@ -186,7 +144,7 @@ void tuna_adamw_step(tuna_optimizer *opt, tuna_param_table *t, double lr) {
     double k = (double)opt->step;
     /* Scalars are computed in double (Python floats) and rounded to f32 where
      * torch's f32 kernels take them. */
-    adamw_scalars a = {
+    tuna_adamw_scalars a = {
         .decay = (float)(1.0 - lr * c->weight_decay),
         .one_minus_b1 = (float)(1.0 - c->beta1),
         .b2 = (float)c->beta2,
@@ -206,16 +164,14 @@ double tuna_ema_decay_at(const tuna_optimizer_config *c, int64_t n) {
 
 static void ema_chunk(void *ctx, tuna_param *p, int64_t begin, int64_t end, int64_t index) {
     (void)index;
-    const float weight = *(const float *)ctx;
-    float *restrict e = p->ema;
-    const float *restrict w = p->weight;
-    for (int64_t j = begin; j < end; j++) e[j] = e[j] + weight * (w[j] - e[j]);
+    tuna_backend be = chunk_backend();
+    be.ops->ema(&be, p->ema + begin, p->weight + begin, *(const float *)ctx, end - begin);
 }
 
 static void ema_copy_chunk(void *ctx, tuna_param *p, int64_t begin, int64_t end, int64_t index) {
-    (void)ctx;
-    (void)index;
-    memcpy(p->ema + begin, p->weight + begin, (size_t)(end - begin) * sizeof(float));
+    (void)ctx, (void)index;
+    tuna_backend be = chunk_backend();
+    be.ops->copy(&be, p->ema + begin, p->weight + begin, (size_t)(end - begin) * sizeof(float));
 }
 
 void tuna_ema_update(tuna_optimizer *opt, tuna_param_table *t) {
