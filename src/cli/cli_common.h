@@ -1,21 +1,17 @@
-/* Helpers shared by the `tuna` commands: model and tokenizer lookup, image
- * loading into model tensors, progress display. */
+/* Helpers shared by the `tuna` commands: printing wrappers around the library's
+ * preparation of inputs (src/infer/prepare.h), option parsing, progress display. */
 #ifndef TUNA_CLI_COMMON_H
 #define TUNA_CLI_COMMON_H
 
 #include "core/threads.h"
+#include "infer/prepare.h"
 #include "model/tuna2.h"
 #include "text/tokenizer.h"
 
 #include <stdio.h>
 
-/* The model directory: the given one, else $TUNA_MODEL, else the bundled model
- * (models/tuna2-small next to the executable or in the working directory). */
-const char *cli_model_path(const char *given, char *buf, size_t cap);
-
-/* Load the model and its tokenizer: -t FILE, else tokenizer.json (or
- * tokenizer.json.gz) in the model directory, else the bundled Qwen2.5 one.
- * Prints the error and returns non-zero on failure. */
+/* Load the model and its tokenizer (tuna_load_model_and_tokenizer). Prints the
+ * error and returns non-zero on failure. */
 int cli_load_model(const char *model_arg, const char *tokenizer_arg, tuna_model *model, tuna_tokenizer **tokenizer,
                    const char *command);
 
@@ -27,11 +23,7 @@ int cli_apply_dtype(tuna_model *model, const char *dtype_name, const char *comma
 /* "HxW" -> height, width. 0 on success. */
 int cli_parse_size(const char *text, int *height, int *width);
 
-/* Decode an image file, pick its size (given HxW, else the bucket nearest its
- * aspect ratio among the 512-class buckets when the model uses patch 16, else
- * the image size rounded down to the patch), resize + centre-crop as the
- * reference's inference transform, and return it as a malloc'd [3,H,W] tensor
- * in [-1, 1]. */
+/* tuna_prepare_image, printing the error. 0 on success. */
 int cli_load_image(const char *path, int patch, int want_h, int want_w, float **chw, int *height, int *width,
                    const char *command);
 

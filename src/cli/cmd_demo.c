@@ -154,7 +154,7 @@ int cmd_demo(int argc, char **argv) {
     tuna_tokenizer *tok = NULL;
     if (cli_load_model(o.model, o.tokenizer, &model, &tok, "demo")) return 1;
     char buf[4096];
-    const char *dir = cli_model_path(o.model, buf, sizeof buf);
+    const char *dir = tuna_model_dir(o.model, buf, sizeof buf);
     tuna_threads pool;
     tuna_threads_init(&pool, o.threads);
     o.size = 8 * model.config.patch_size;

@@ -279,7 +279,7 @@ static int evaluate(eval_cli *o) {
     }
     if (!rc) {
         printf("tuna eval: %s (%d tasks)%s%s\n", o->tasks, tasks.count, have_model ? ", model " : "",
-               have_model ? cli_model_path(o->model, buf, sizeof buf) : "");
+               have_model ? tuna_model_dir(o->model, buf, sizeof buf) : "");
         tuna_eval_report_print(stdout, &report);
         if (o->json) {
             char *json = tuna_eval_report_json(&report, &tasks);
