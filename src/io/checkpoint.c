@@ -3,6 +3,7 @@
  * .pt members, its inflated buffers) alive until close; this layer adds one
  * name-sorted table of (name, tensor) for binary-search lookups. */
 #include "io/checkpoint.h"
+#include "io/gguf.h"
 #include "io/pt.h"
 #include "io/safetensors.h"
 
@@ -23,6 +24,8 @@ struct tuna_checkpoint {
     size_t shard_count;
     tuna_pt pt;
     int has_pt;
+    tuna_gguf gguf;
+    int has_gguf;
     named_tensor *table;        /* sorted by name */
     size_t count;
 };
@@ -57,13 +60,16 @@ static int compare_named(const void *a, const void *b) {
 }
 
 static tuna_status build_table(tuna_checkpoint *ck, tuna_error *err) {
-    size_t total = ck->has_pt ? ck->pt.count : 0;
+    size_t total = (ck->has_pt ? ck->pt.count : 0) + (ck->has_gguf ? ck->gguf.count : 0);
     for (size_t s = 0; s < ck->shard_count; s++) total += ck->shards[s].count;
     ck->table = calloc(total ? total : 1, sizeof *ck->table);
     if (!ck->table) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
     if (ck->has_pt)
         for (size_t i = 0; i < ck->pt.count; i++)
             ck->table[ck->count++] = (named_tensor){ck->pt.entries[i].name, &ck->pt.entries[i].tensor};
+    if (ck->has_gguf)
+        for (size_t i = 0; i < ck->gguf.count; i++)
+            ck->table[ck->count++] = (named_tensor){ck->gguf.entries[i].name, &ck->gguf.entries[i].tensor};
     for (size_t s = 0; s < ck->shard_count; s++)
         for (size_t i = 0; i < ck->shards[s].count; i++)
             ck->table[ck->count++] = (named_tensor){ck->shards[s].entries[i].name, &ck->shards[s].entries[i].tensor};
@@ -130,18 +136,27 @@ static tuna_status open_pt(tuna_checkpoint *ck, const char *path, tuna_error *er
     return TUNA_OK;
 }
 
+static tuna_status open_gguf(tuna_checkpoint *ck, const char *path, tuna_error *err) {
+    ck->format = "gguf";
+    TUNA_TRY(tuna_gguf_open(path, &ck->gguf, err));
+    ck->has_gguf = 1;
+    return TUNA_OK;
+}
+
 static tuna_status open_file(tuna_checkpoint *ck, const char *path, tuna_error *err) {
+    if (has_suffix(path, ".gguf")) return open_gguf(ck, path, err);
     if (has_suffix(path, ".safetensors.index.json")) return open_sharded(ck, path, err);
     if (has_suffix(path, ".safetensors")) return open_single_safetensors(ck, path, err);
     if (has_suffix(path, ".pt") || has_suffix(path, ".pth") || has_suffix(path, ".bin")) return open_pt(ck, path, err);
     return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "%s: unknown weights format (expected .safetensors, "
-                                                ".safetensors.index.json, .pt, .pth or .bin)", path);
+                                                ".safetensors.index.json, .gguf, .pt, .pth or .bin)", path);
 }
 
-/* A directory: model.safetensors, else model.safetensors.index.json, else its one .pt/.pth/.bin file. */
+/* A directory: model.safetensors, else model.safetensors.index.json, else
+ * model.gguf, else its one .pt/.pth/.bin file. */
 static tuna_status open_directory(tuna_checkpoint *ck, const char *dir, tuna_error *err) {
-    static const char *const preferred[] = {"model.safetensors", "model.safetensors.index.json"};
-    for (size_t i = 0; i < 2; i++) {
+    static const char *const preferred[] = {"model.safetensors", "model.safetensors.index.json", "model.gguf"};
+    for (size_t i = 0; i < 3; i++) {
         char *path = join_path(dir, preferred[i]);
         if (!path) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
         if (is_file(path)) {
@@ -162,7 +177,9 @@ static tuna_status open_directory(tuna_checkpoint *ck, const char *dir, tuna_err
     }
     closedir(d);
     if (several) { free(found); return tuna_fail(err, TUNA_ERR_INVALID, "%s holds several .pt/.pth/.bin files: name one", dir); }
-    if (!found) return tuna_fail(err, TUNA_ERR_IO, "%s holds no model.safetensors, model.safetensors.index.json or .pt/.pth/.bin", dir);
+    if (!found)
+        return tuna_fail(err, TUNA_ERR_IO, "%s holds no model.safetensors, model.safetensors.index.json, model.gguf or .pt/.pth/.bin",
+                         dir);
     char *path = join_path(dir, found);
     free(found);
     if (!path) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
@@ -197,6 +214,7 @@ void tuna_checkpoint_close(tuna_checkpoint *ck) {
     for (size_t i = 0; i < ck->shard_count; i++) tuna_safetensors_close(&ck->shards[i]);
     free(ck->shards);
     if (ck->has_pt) tuna_pt_close(&ck->pt);
+    if (ck->has_gguf) tuna_gguf_close(&ck->gguf);
     free(ck->table);
     free(ck->dir);
     free(ck);
@@ -219,3 +237,12 @@ const char *tuna_checkpoint_name(const tuna_checkpoint *ck, size_t i) { return i
 const tuna_tensor *tuna_checkpoint_tensor(const tuna_checkpoint *ck, size_t i) { return i < ck->count ? ck->table[i].tensor : NULL; }
 const char *tuna_checkpoint_format(const tuna_checkpoint *ck) { return ck->format; }
 const char *tuna_checkpoint_dir(const tuna_checkpoint *ck) { return ck->dir; }
+
+const char *tuna_checkpoint_metadata(const tuna_checkpoint *ck, const char *key) {
+    if (ck->has_gguf) return tuna_gguf_get_string(&ck->gguf, key, NULL);
+    for (size_t s = 0; s < ck->shard_count; s++) {
+        const char *v = tuna_safetensors_metadata_get(&ck->shards[s], key);
+        if (v) return v;
+    }
+    return NULL;
+}

@@ -7,9 +7,9 @@
  *         use(tuna_checkpoint_name(ck, i), tuna_checkpoint_tensor(ck, i));
  *     tuna_checkpoint_close(ck);
  *
- * path may be a file (*.safetensors, *.safetensors.index.json, *.pt, *.pth,
- * *.bin) or a directory holding model.safetensors, model.safetensors.index.json
- * or exactly one *.pt / *.pth / *.bin. Tensors are read-only views (dtype as
+ * path may be a file (*.safetensors, *.safetensors.index.json, *.gguf, *.pt,
+ * *.pth, *.bin) or a directory holding model.safetensors,
+ * model.safetensors.index.json, model.gguf or exactly one *.pt / *.pth / *.bin. Tensors are read-only views (dtype as
  * stored, contiguous), valid until close. Names are unique across shards. */
 #ifndef TUNA_IO_CHECKPOINT_H
 #define TUNA_IO_CHECKPOINT_H
@@ -29,9 +29,15 @@ size_t tuna_checkpoint_count(const tuna_checkpoint *ck);
 const char *tuna_checkpoint_name(const tuna_checkpoint *ck, size_t i);
 const tuna_tensor *tuna_checkpoint_tensor(const tuna_checkpoint *ck, size_t i);
 
-/* "safetensors", "safetensors-sharded" or "pt". */
+/* "safetensors", "safetensors-sharded", "gguf" or "pt". */
 const char *tuna_checkpoint_format(const tuna_checkpoint *ck);
 /* The directory holding the weights (where config.json is looked for). */
 const char *tuna_checkpoint_dir(const tuna_checkpoint *ck);
+
+/* A string of the file's metadata (a GGUF string key/value, a safetensors
+ * "__metadata__" entry); NULL when absent. A GGUF model carries its
+ * configuration ("tuna2.config", config.json text) and tokenizer
+ * ("tokenizer.huggingface.json") this way. Valid until close. */
+const char *tuna_checkpoint_metadata(const tuna_checkpoint *ck, const char *key);
 
 #endif
