@@ -17,6 +17,7 @@ static const tuna_command commands[] = {
     {"tokenize", cmd_tokenize, "text <-> token ids, JSON lines on stdin and stdout"},
     {"train", cmd_train, "train / fine-tune on JSONL streams (resumable checkpoints, metrics.jsonl)"},
     {"plot", cmd_plot, "draw the loss curves of a metrics.jsonl into a PNG"},
+    {"quantize", cmd_quantize, "write a model as one GGUF file in a quantised type (q8_0, q4_k, q6_k, ...)"},
     {"eval", cmd_eval, "measure a model on a task file (understanding, generation, editing, reconstruction)"},
 };
 

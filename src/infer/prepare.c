@@ -48,8 +48,17 @@ tuna_status tuna_load_model_and_tokenizer(const char *model_dir, const char *tok
     char buf[4096];
     *tokenizer = NULL;
     TUNA_TRY(tuna_model_load(model_dir, model, err));
-    const char *tok = tuna_tokenizer_for_model(tokenizer_path, is_directory(model_dir) ? model_dir : ".", buf,
-                                               sizeof buf);
+    /* a GGUF model carries its tokenizer.json: used unless -t names another */
+    const char *embedded = tokenizer_path ? NULL : tuna_checkpoint_metadata(model->checkpoint, "tokenizer.huggingface.json");
+    if (embedded) {
+        tuna_status s = tuna_tokenizer_load_json(embedded, strlen(embedded), tokenizer, err);
+        if (s != TUNA_OK) {
+            tuna_model_free(model);
+            return tuna_fail_context(err, s, "the tokenizer.huggingface.json metadata");
+        }
+        return TUNA_OK;
+    }
+    const char *tok = tuna_tokenizer_for_model(tokenizer_path, tuna_checkpoint_dir(model->checkpoint), buf, sizeof buf);
     tuna_status s = tok ? tuna_tokenizer_load(tok, tokenizer, err)
                         : tuna_fail(err, TUNA_ERR_IO, "no tokenizer found (give one with -t FILE)");
     if (s != TUNA_OK) tuna_model_free(model);

@@ -444,8 +444,9 @@ tuna_status tuna_config_verify_checkpoint(const tuna_config *c, const tuna_check
             shape_text(have, sizeof have, t->ndim, t->shape);
             shape_text(want, sizeof want, list[i].ndim, list[i].shape);
             s = tuna_fail(err, TUNA_ERR_FORMAT, "tensor %s has shape %s but the configuration needs %s", list[i].name, have, want);
-        } else if (t->dtype != TUNA_F32 && t->dtype != TUNA_BF16 && t->dtype != TUNA_F16) {
-            s = tuna_fail(err, TUNA_ERR_UNSUPPORTED, "tensor %s has dtype %s (F32, BF16 or F16 expected)", list[i].name,
+        } else if (t->dtype != TUNA_F32 && t->dtype != TUNA_BF16 && t->dtype != TUNA_F16 &&
+                   !(t->ndim >= 2 && tuna_dtype_is_quantized(t->dtype))) { /* matrices may be quantised */
+            s = tuna_fail(err, TUNA_ERR_UNSUPPORTED, "tensor %s has dtype %s (F32, BF16, F16 or, for a matrix, a quantised type expected)", list[i].name,
                           tuna_dtype_name(t->dtype));
         }
     }
@@ -480,6 +481,14 @@ int tuna_checkpoint_is_official_7b(const tuna_checkpoint *ck) {
 }
 
 tuna_status tuna_config_for_checkpoint(const tuna_checkpoint *ck, tuna_config *c, const char **source, tuna_error *err) {
+    /* a GGUF model carries its config.json text: the one file is complete */
+    const char *embedded = tuna_checkpoint_metadata(ck, "tuna2.config");
+    if (embedded) {
+        if (source) *source = "tuna2.config (file metadata)";
+        tuna_status s = tuna_config_parse_json(embedded, strlen(embedded), c, err);
+        if (s != TUNA_OK) return tuna_fail_context(err, s, "the tuna2.config metadata");
+        return tuna_config_verify_checkpoint(c, ck, NULL, err);
+    }
     const char *dir = tuna_checkpoint_dir(ck);
     size_t n = strlen(dir) + sizeof "/config.json";
     char *path = malloc(n);

@@ -33,7 +33,8 @@ tuna_status tuna_config_expected_tensors(const tuna_config *c, tuna_expected_ten
                                          tuna_error *err);
 
 /* Every required tensor present with the right shape; the first mismatch is
- * reported by name. Dtypes must be floating (F32/BF16/F16). Extra tensors are
+ * reported by name. Dtypes must be floating (F32/BF16/F16; matrices may also
+ * be block-quantised: Q8_0, Q4_K, ...). Extra tensors are
  * allowed and counted in *extra (may be NULL). */
 tuna_status tuna_config_verify_checkpoint(const tuna_config *c, const tuna_checkpoint *ck, size_t *extra,
                                           tuna_error *err);

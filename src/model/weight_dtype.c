@@ -20,6 +20,7 @@
 
 #include "core/dtype.h"
 #include "core/tensor.h"
+#include "ops/cpu/quant.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +51,21 @@ static int matrix_slots(tuna_model *m, const tuna_tensor ***slots) {
 }
 
 /* dst = src in dtype: f32 widening is tuna_tensor_to_f32; bf16 rounds each
- * element read as f32 (tuna_tensor_get_f32). */
+ * element read as f32 (tuna_tensor_get_f32). Block-quantised matrices (GGUF)
+ * are dequantised row by row first. */
 static tuna_status convert_matrix(const tuna_tensor *src, tuna_dtype dtype, tuna_tensor *dst, tuna_error *err) {
+    if (tuna_dtype_is_quantized(src->dtype)) {
+        int64_t K = src->shape[src->ndim - 1], rows = tuna_tensor_numel(src) / K;
+        TUNA_TRY(tuna_tensor_alloc(dst, TUNA_F32, src->ndim, src->shape, err));
+        tuna_dequantize_rows(src->dtype, src->data, dst->data, 0, rows, K, NULL);
+        if (dtype == TUNA_F32) return TUNA_OK;
+        tuna_tensor wide = *dst;
+        tuna_status s = tuna_tensor_alloc(dst, dtype, src->ndim, src->shape, err);
+        for (int64_t i = 0; s == TUNA_OK && i < rows * K; i++)
+            ((uint16_t *)dst->data)[i] = tuna_f32_to_bf16(((const float *)wide.data)[i]);
+        tuna_tensor_free(&wide);
+        return s;
+    }
     if (src->dtype != TUNA_F32 && src->dtype != TUNA_BF16 && src->dtype != TUNA_F16)
         return tuna_fail(err, TUNA_ERR_FORMAT, "a weight matrix has dtype %s", tuna_dtype_name(src->dtype));
     if (dtype == TUNA_F32) return tuna_tensor_to_f32(src, dst, err);

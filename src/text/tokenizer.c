@@ -68,7 +68,7 @@ static void spell_insert(tuna_tokenizer *tok, int32_t id) {
 
 /* ---- loading ------------------------------------------------------------- */
 
-static tuna_status read_maybe_gzip(const char *path, char **out, size_t *size, tuna_error *err) {
+tuna_status tuna_tokenizer_read_json(const char *path, char **out, size_t *size, tuna_error *err) {
     gzFile f = gzopen(path, "rb");
     if (!f) return tuna_fail(err, TUNA_ERR_IO, "cannot open tokenizer %s", path);
     size_t cap = 1 << 20, n = 0;
@@ -108,7 +108,7 @@ static tuna_status read_maybe_gzip(const char *path, char **out, size_t *size, t
 tuna_status tuna_tokenizer_load(const char *path, tuna_tokenizer **out, tuna_error *err) {
     char *json = NULL;
     size_t size = 0;
-    TUNA_TRY(read_maybe_gzip(path, &json, &size, err));
+    TUNA_TRY(tuna_tokenizer_read_json(path, &json, &size, err));
     tuna_status s = tuna_tokenizer_load_json(json, size, out, err);
     free(json);
     if (s != TUNA_OK) return tuna_fail_context(err, s, "tokenizer %s: ", path);

@@ -43,6 +43,10 @@ void tuna_ids_free(tuna_ids *v);
  * transparently). *out is set only on success. */
 tuna_status tuna_tokenizer_load(const char *path, tuna_tokenizer **out, tuna_error *err);
 
+/* The text of a tokenizer.json (plain or gzip), malloc'd and NUL-terminated
+ * (*out, *size bytes); for embedding it in a model file (GGUF metadata). */
+tuna_status tuna_tokenizer_read_json(const char *path, char **out, size_t *size, tuna_error *err);
+
 /* The same from a JSON document in memory (len bytes, need not be NUL-terminated). */
 tuna_status tuna_tokenizer_load_json(const char *json, size_t len, tuna_tokenizer **out, tuna_error *err);
 
