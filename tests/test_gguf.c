@@ -25,7 +25,6 @@ static char *memfile(size_t *size, const tuna_gguf_value *kv, size_t n_kv, const
     tuna_status s = tuna_gguf_write_stream(f, kv, n_kv, t, n, fill, ctx, &err);
     fclose(f);
     if (s != TUNA_OK) {
-        fprintf(stderr, "  write failed: %s\n", err.message);
         free(buf);
         return NULL;
     }
@@ -290,18 +289,34 @@ TEST(checkpoint_gguf) {
 }
 
 /* ggml's own Python package reads our files and writes files we load
- * (tools/gguf_interop.py); its venv is made by .ci/run or tools/setup_gguf_venv.sh. */
+ * (tools/gguf_interop.py, with the `tuna` binary of this build). Its venv is
+ * made by tools/setup_gguf_venv.sh (.ci/run does, and sets
+ * TUNA_REQUIRE_INTEROP=1 so a missing venv fails there instead of skipping). */
 TEST(interop_with_ggml_python) {
     const char *py = getenv("TUNA_GGUF_PYTHON");
     if (!py) py = "out/venv-gguf/bin/python";
     if (access(py, X_OK) != 0) {
         printf("  SKIP interop_with_ggml_python: no %s (run tools/setup_gguf_venv.sh; CI does)\n", py);
-        if (getenv("TUNA_REQUIRE_INTEROP")) CHECK(0, "TUNA_REQUIRE_INTEROP is set but %s is missing", py);
+        CHECK(!getenv("TUNA_REQUIRE_INTEROP"), "TUNA_REQUIRE_INTEROP is set but %s is missing", py);
         return;
     }
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s tools/gguf_interop.py --tuna build-quant/tuna > /tmp/tuna-gguf-interop.log 2>&1", py);
-    (void)cmd;
+    char exe[4096], cmd[8192];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    REQUIRE(n > 0, "own path");
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    REQUIRE(slash, "own directory");
+    *slash = '\0'; /* BUILD/tests -> BUILD/tuna */
+    snprintf(cmd, sizeof cmd, "%s tools/gguf_interop.py --tuna %s/../tuna > /tmp/tuna-gguf-interop.%d.log 2>&1", py, exe,
+             (int)getpid());
+    int rc = system(cmd);
+    if (rc != 0) {
+        snprintf(cmd, sizeof cmd, "tail -20 /tmp/tuna-gguf-interop.%d.log >&2", (int)getpid());
+        if (system(cmd) != 0) fprintf(stderr, "  (no log)\n");
+    }
+    CHECK(rc == 0, "tools/gguf_interop.py failed (status %d)", rc);
+    snprintf(cmd, sizeof cmd, "/tmp/tuna-gguf-interop.%d.log", (int)getpid());
+    unlink(cmd);
 }
 
 int main(void) {
