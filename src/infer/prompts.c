@@ -1,4 +1,5 @@
 #include "infer/prompts.h"
+#include "model/layout.h"
 
 #include <string.h>
 
@@ -25,30 +26,28 @@ const char *const tuna_default_negative_edit =
     "edit, unintended color shift, blurry, watermark, jpeg artifacts, text artifacts, low quality, worst quality, "
     "bad composition";
 
-tuna_status tuna_push_image_segment(tuna_ids *ids, const tuna_config *c, int height, int width, tuna_error *err) {
-    if (height <= 0 || width <= 0 || height % c->patch_size || width % c->patch_size)
-        return tuna_fail(err, TUNA_ERR_INVALID, "image size %dx%d is not a positive multiple of the patch size %d",
-                         height, width, c->patch_size);
-    long n = (long)(height / c->patch_size) * (width / c->patch_size);
-    TUNA_TRY(tuna_ids_push(ids, c->tokens.boi, err));
-    for (long i = 0; i < n + 1; i++) TUNA_TRY(tuna_ids_push(ids, c->tokens.image_pad, err));
-    return tuna_ids_push(ids, c->tokens.eoi, err);
-}
-
+/* The caption's tokens, then the layout of model/layout.h. */
 tuna_status tuna_t2i_ids(const tuna_tokenizer *tok, const tuna_config *c, const char *caption, int height, int width,
                          int pad_rows, tuna_ids *ids, tuna_error *err) {
-    TUNA_TRY(tuna_ids_push(ids, c->tokens.bos, err));
-    TUNA_TRY(tuna_tokenizer_encode(tok, caption, strlen(caption), ids, err));
-    for (int i = 0; i < pad_rows; i++) TUNA_TRY(tuna_ids_push(ids, c->tokens.pad, err));
-    TUNA_TRY(tuna_push_image_segment(ids, c, height, width, err));
-    return tuna_ids_push(ids, c->tokens.eos, err);
+    int patches;
+    TUNA_TRY(tuna_layout_patches(height, width, c->patch_size, &patches, err));
+    tuna_ids text = {0};
+    tuna_layout l = {&c->tokens, ids, NULL};
+    tuna_status s = tuna_tokenizer_encode(tok, caption, strlen(caption), &text, err);
+    if (s == TUNA_OK) s = tuna_layout_t2i(&l, text.data, text.len, pad_rows, patches, err);
+    tuna_ids_free(&text);
+    return s;
 }
 
 tuna_status tuna_edit_ids(const tuna_tokenizer *tok, const tuna_config *c, const char *instruction, int source_h,
                           int source_w, int height, int width, tuna_ids *ids, tuna_error *err) {
-    TUNA_TRY(tuna_ids_push(ids, c->tokens.bos, err));
-    TUNA_TRY(tuna_push_image_segment(ids, c, source_h, source_w, err));
-    TUNA_TRY(tuna_tokenizer_encode(tok, instruction, strlen(instruction), ids, err));
-    TUNA_TRY(tuna_push_image_segment(ids, c, height, width, err));
-    return tuna_ids_push(ids, c->tokens.eos, err);
+    int source_patches, patches;
+    TUNA_TRY(tuna_layout_patches(source_h, source_w, c->patch_size, &source_patches, err));
+    TUNA_TRY(tuna_layout_patches(height, width, c->patch_size, &patches, err));
+    tuna_ids text = {0};
+    tuna_layout l = {&c->tokens, ids, NULL};
+    tuna_status s = tuna_tokenizer_encode(tok, instruction, strlen(instruction), &text, err);
+    if (s == TUNA_OK) s = tuna_layout_edit(&l, source_patches, text.data, text.len, patches, err);
+    tuna_ids_free(&text);
+    return s;
 }

@@ -1,5 +1,6 @@
-/* Sequence layouts of the generation tasks (SPEC section 3) and the
- * reference's default negative prompts (configs/predict/t2i.yaml, edit.yaml). */
+/* Token ids of the generation tasks from their text (the layouts themselves:
+ * model/layout.h, SPEC section 3) and the reference's default negative
+ * prompts (configs/predict/t2i.yaml, edit.yaml). */
 #ifndef TUNA_INFER_PROMPTS_H
 #define TUNA_INFER_PROMPTS_H
 
@@ -8,10 +9,6 @@
 
 extern const char *const tuna_default_negative_t2i;
 extern const char *const tuna_default_negative_edit;
-
-/* Append an image segment [BOI] image_pad x (N+1) [EOI] (t slot + N patches)
- * for a height x width image; fails when the size is not a multiple of the patch. */
-tuna_status tuna_push_image_segment(tuna_ids *ids, const tuna_config *c, int height, int width, tuna_error *err);
 
 /* text-to-image: [BOS] caption [BOI][t][N patches][EOI][EOS] (no chat template).
  * With pad_rows > 0 (reconstruction), caption is followed by that many [PAD]

@@ -1,5 +1,5 @@
 #include "infer/understand.h"
-#include "infer/prompts.h"
+#include "model/layout.h"
 #include "model/forward.h"
 
 #include <stdlib.h>
@@ -17,15 +17,14 @@ tuna_status tuna_chat_build_ids(const tuna_model *m, const tuna_tokenizer *tok, 
         s = tuna_fail(err, TUNA_ERR_INVALID, "the conversation has %d <image> tokens but %d images",
                       (int)chat.n_images, image_count);
     /* each <image> token becomes the segment of its image */
+    int *patches = s == TUNA_OK ? malloc(sizeof(int) * (size_t)(image_count > 0 ? image_count : 1)) : NULL;
+    if (s == TUNA_OK && !patches) s = tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
+    for (int k = 0; s == TUNA_OK && k < image_count; k++)
+        s = tuna_layout_patches(heights[k], widths[k], m->config.patch_size, &patches[k], err);
     tuna_ids ids = {0};
-    for (size_t i = 0, k = 0; s == TUNA_OK && i < chat.ids.len; i++) {
-        if (k < chat.n_images && chat.image_pos[k] == i) {
-            s = tuna_push_image_segment(&ids, &m->config, heights[k], widths[k], err);
-            k++;
-        } else {
-            s = tuna_ids_push(&ids, chat.ids.data[i], err);
-        }
-    }
+    tuna_layout l = {&m->config.tokens, &ids, NULL};
+    if (s == TUNA_OK) s = tuna_layout_chat(&l, chat.ids.data, chat.ids.len, chat.image_pos, chat.n_images, patches, err);
+    free(patches);
     tuna_chat_tokens_free(&chat);
     if (s != TUNA_OK) {
         tuna_ids_free(&ids);

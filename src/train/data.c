@@ -2,6 +2,7 @@
 #include "train/data.h"
 
 #include "core/mapped_file.h"
+#include "model/layout.h"
 #include "text/chat.h"
 
 #include <cjson/cJSON.h>
@@ -11,8 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define IGNORE_INDEX (-100)
 
 static const char *const task_names[TUNA_TASK_COUNT] = {"t2i", "edit", "mmu", "text"};
 
@@ -128,12 +127,12 @@ int tuna_conversation_labels(const int32_t *ids, int n, int32_t eos, int32_t *la
     for (int j = 0; j < n; j++)
         if (ids[j] == eos) { first = j; break; }
     if (first < 0) return 0;
-    for (int j = 0; j < n; j++) labels[j] = j <= first ? IGNORE_INDEX : ids[j];
+    for (int j = 0; j < n; j++) labels[j] = j <= first ? TUNA_IGNORE_LABEL : ids[j];
     int prev = first, index = 1, last = first;
     for (int j = first + 1; j < n; j++) {
         if (ids[j] != eos) continue;
         if (index % 2 == 1) /* a user turn: (prev, j] */
-            for (int q = prev + 1; q <= j; q++) labels[q] = IGNORE_INDEX;
+            for (int q = prev + 1; q <= j; q++) labels[q] = TUNA_IGNORE_LABEL;
         prev = last = j;
         index++;
     }
@@ -141,7 +140,7 @@ int tuna_conversation_labels(const int32_t *ids, int n, int32_t eos, int32_t *la
      * there is only one); an odd one that is not second to last masks the tail. */
     int final_index = index > 1 ? index - 1 : 1;
     if (last != n - 2 && final_index % 2 == 1)
-        for (int q = last + 1; q < n; q++) labels[q] = IGNORE_INDEX;
+        for (int q = last + 1; q < n; q++) labels[q] = TUNA_IGNORE_LABEL;
     return 1;
 }
 
@@ -248,35 +247,20 @@ static int64_t next_record(tuna_data *d, int task) {
 
 /* ---- building one sample ------------------------------------------------------ */
 
+/* A sequence under construction: ids and labels in step (model/layout.h). */
 typedef struct {
-    int32_t *ids, *labels;
-    int len, cap;
+    tuna_ids ids, labels;
+    tuna_layout layout;
 } seq_builder;
 
-static int seq_push(seq_builder *b, int32_t id, int32_t label) {
-    if (b->len == b->cap) {
-        int cap = b->cap ? 2 * b->cap : 256;
-        int32_t *ni = realloc(b->ids, (size_t)cap * sizeof *ni);
-        if (!ni) return 0;
-        b->ids = ni;
-        int32_t *nl = realloc(b->labels, (size_t)cap * sizeof *nl);
-        if (!nl) return 0;
-        b->labels = nl;
-        b->cap = cap;
-    }
-    b->ids[b->len] = id;
-    b->labels[b->len] = label;
-    b->len++;
-    return 1;
+static void seq_begin(seq_builder *b, const tuna_special_tokens *tokens) {
+    memset(b, 0, sizeof *b);
+    b->layout = (tuna_layout){tokens, &b->ids, &b->labels};
 }
 
-/* [BOI] + (N+1) image_pad + [EOI]; labels as given for BOI/EOI, -100 on the slots. */
-static int seq_push_segment(seq_builder *b, const tuna_special_tokens *tk, int patches, int32_t boi_label,
-                            int32_t eoi_label) {
-    if (!seq_push(b, tk->boi, boi_label)) return 0;
-    for (int k = 0; k < patches + 1; k++)
-        if (!seq_push(b, tk->image_pad, IGNORE_INDEX)) return 0;
-    return seq_push(b, tk->eoi, eoi_label);
+static void seq_free(seq_builder *b) {
+    tuna_ids_free(&b->ids);
+    tuna_ids_free(&b->labels);
 }
 
 /* A skip: a message for the warning, and the sample left empty. */
@@ -421,11 +405,19 @@ static int encode_conversation(const tuna_data *d, const cJSON *record, tuna_cha
 }
 
 static int take_sequence(tuna_train_sample *s, seq_builder *b) {
-    s->input_ids = b->ids;
-    s->labels = b->labels;
-    s->length = b->len;
-    b->ids = b->labels = NULL;
+    s->input_ids = b->ids.data;
+    s->labels = b->labels.data;
+    s->length = (int)b->ids.len;
+    memset(&b->ids, 0, sizeof b->ids);
+    memset(&b->labels, 0, sizeof b->labels);
     return 1;
+}
+
+/* The sequence built (1), or its memory freed and the record skipped. */
+static int finish_sequence(tuna_train_sample *s, seq_builder *b, int ok, skip_note *note) {
+    if (ok) return take_sequence(s, b);
+    seq_free(b);
+    return skip(note, "out of memory%s%s", NULL, NULL);
 }
 
 static int build_t2i(tuna_data *d, const stream_index *st, const cJSON *r, tuna_train_sample *s, skip_note *note) {
@@ -437,20 +429,12 @@ static int build_t2i(tuna_data *d, const stream_index *st, const cJSON *r, tuna_
     s->flow[0] = 1;
     tuna_ids cap = {0};
     if (!encode_text(d, caption, &cap, note)) return 0;
-    const tuna_special_tokens *tk = &d->config.tokens;
     int p = d->config.patch_size, patches = (s->heights[0] / p) * (s->widths[0] / p);
-    seq_builder b = {0};
-    int ok = seq_push(&b, tk->bos, IGNORE_INDEX);
-    for (size_t i = 0; ok && i < cap.len; i++) ok = seq_push(&b, cap.data[i], IGNORE_INDEX);
-    ok = ok && seq_push_segment(&b, tk, patches, IGNORE_INDEX, IGNORE_INDEX) && seq_push(&b, tk->eos, IGNORE_INDEX);
+    seq_builder b;
+    seq_begin(&b, &d->config.tokens);
+    int ok = tuna_layout_t2i(&b.layout, cap.data, cap.len, 0, patches, NULL) == TUNA_OK;
     tuna_ids_free(&cap);
-    if (!ok) {
-        free(b.ids);
-        free(b.labels);
-        return skip(note, "out of memory%s%s", NULL, NULL);
-    }
-    take_sequence(s, &b);
-    return 1;
+    return finish_sequence(s, &b, ok, note);
 }
 
 static int build_edit(tuna_data *d, const stream_index *st, const cJSON *r, tuna_train_sample *s, skip_note *note) {
@@ -467,20 +451,12 @@ static int build_edit(tuna_data *d, const stream_index *st, const cJSON *r, tuna
     s->flow[1] = 1;
     tuna_ids text = {0};
     if (!encode_text(d, instruction, &text, note)) return 0;
-    const tuna_special_tokens *tk = &d->config.tokens;
     int p = d->config.patch_size, patches = (s->heights[0] / p) * (s->widths[0] / p);
-    seq_builder b = {0};
-    int ok = seq_push(&b, tk->bos, IGNORE_INDEX) && seq_push_segment(&b, tk, patches, IGNORE_INDEX, IGNORE_INDEX);
-    for (size_t i = 0; ok && i < text.len; i++) ok = seq_push(&b, text.data[i], IGNORE_INDEX);
-    ok = ok && seq_push_segment(&b, tk, patches, IGNORE_INDEX, IGNORE_INDEX) && seq_push(&b, tk->eos, IGNORE_INDEX);
+    seq_builder b;
+    seq_begin(&b, &d->config.tokens);
+    int ok = tuna_layout_edit(&b.layout, patches, text.data, text.len, patches, NULL) == TUNA_OK;
     tuna_ids_free(&text);
-    if (!ok) {
-        free(b.ids);
-        free(b.labels);
-        return skip(note, "out of memory%s%s", NULL, NULL);
-    }
-    take_sequence(s, &b);
-    return 1;
+    return finish_sequence(s, &b, ok, note);
 }
 
 static int build_understanding(tuna_data *d, const stream_index *st, const cJSON *r, tuna_train_sample *s,
@@ -501,51 +477,38 @@ static int build_understanding(tuna_data *d, const stream_index *st, const cJSON
     s->flow[0] = 0;
     const tuna_special_tokens *tk = &d->config.tokens;
     int p = d->config.patch_size, patches = (s->heights[0] / p) * (s->widths[0] / p);
-    seq_builder b = {0};
-    int ok = 1;
+    seq_builder b;
+    seq_begin(&b, tk);
+    int ok;
     if (!d->config.und_inference_layout) {
         /* format_sequence_und: labels = BOS, BOI, -100 on the slots, EOI, every
-         * conversation token, EOS (BOS's label is never used: CE is shifted). */
-        ok = seq_push(&b, tk->bos, tk->bos) && seq_push_segment(&b, tk, patches, tk->boi, tk->eoi);
-        for (size_t i = 0; ok && i < chat.ids.len; i++) ok = seq_push(&b, chat.ids.data[i], chat.ids.data[i]);
-        ok = ok && seq_push(&b, tk->eos, tk->eos);
+         * conversation token, EOS. */
+        ok = tuna_layout_understanding(&b.layout, patches, chat.ids.data, chat.ids.len, NULL) == TUNA_OK;
     } else {
         /* format_conversation_und: the segment replaces <image>, labels by turns. */
-        size_t at = chat.image_pos[0];
-        for (size_t i = 0; ok && i < chat.ids.len; i++) {
-            if (i == at) ok = seq_push_segment(&b, tk, patches, IGNORE_INDEX, IGNORE_INDEX);
-            else ok = seq_push(&b, chat.ids.data[i], IGNORE_INDEX);
-        }
-        if (ok && !tuna_conversation_labels(b.ids, b.len, tk->eos, b.labels)) {
+        ok = tuna_layout_chat(&b.layout, chat.ids.data, chat.ids.len, chat.image_pos, 1, &patches, NULL) == TUNA_OK;
+        if (ok && !tuna_conversation_labels(b.ids.data, (int)b.ids.len, tk->eos, b.labels.data)) {
             tuna_chat_tokens_free(&chat);
-            free(b.ids);
-            free(b.labels);
+            seq_free(&b);
             return skip(note, "conversation without <|im_end|>%s%s", NULL, NULL);
         }
         /* the image slots are never CE targets */
-        for (int i = 0; ok && i < b.len; i++)
-            if (b.ids[i] == tk->image_pad) b.labels[i] = IGNORE_INDEX;
+        for (size_t i = 0; ok && i < b.ids.len; i++)
+            if (b.ids.data[i] == tk->image_pad) b.labels.data[i] = TUNA_IGNORE_LABEL;
     }
     tuna_chat_tokens_free(&chat);
-    if (!ok) {
-        free(b.ids);
-        free(b.labels);
-        return skip(note, "out of memory%s%s", NULL, NULL);
-    }
-    take_sequence(s, &b);
-    return 1;
+    return finish_sequence(s, &b, ok, note);
 }
 
 static int build_text(tuna_data *d, const cJSON *r, tuna_train_sample *s, skip_note *note) {
     tuna_chat_tokens chat = {0};
     if (!encode_conversation(d, r, &chat, note)) return 0;
-    seq_builder b = {0};
-    int ok = 1;
-    for (size_t i = 0; ok && i < chat.ids.len; i++) ok = seq_push(&b, chat.ids.data[i], IGNORE_INDEX);
+    seq_builder b;
+    seq_begin(&b, &d->config.tokens);
+    int ok = tuna_layout_push_text(&b.layout, chat.ids.data, chat.ids.len, 0, NULL) == TUNA_OK;
     tuna_chat_tokens_free(&chat);
-    if (!ok || !tuna_conversation_labels(b.ids, b.len, d->config.tokens.eos, b.labels)) {
-        free(b.ids);
-        free(b.labels);
+    if (!ok || !tuna_conversation_labels(b.ids.data, (int)b.ids.len, d->config.tokens.eos, b.labels.data)) {
+        seq_free(&b);
         return skip(note, ok ? "conversation without <|im_end|>%s%s" : "out of memory%s%s", NULL, NULL);
     }
     take_sequence(s, &b);

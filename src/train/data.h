@@ -17,7 +17,8 @@
  *   text           {"conversations": [...]}: chat(conversation), labels as
  *                  format_conversation_und_text (the assistant blocks)
  *
- * "chat" is the Qwen2.5 template without generation prompt (src/text/chat.h).
+ * "chat" is the Qwen2.5 template without generation prompt (src/text/chat.h); the
+ * layouts are written once, for inference and training, in src/model/layout.h.
  * Segments have N+1 image_pad slots (t slot + N patches; the reference's
  * training datasets give N, a bug we do not copy). Labels follow Hugging Face:
  * aligned with input_ids, CE of position i predicts labels[i+1].
