@@ -2,7 +2,6 @@
 #   make          libtuna.a + build/tuna
 #   make test     build and run every test (prints "N passed, N failed")
 #   make asan     the same tests under AddressSanitizer + UBSan (build-asan/)
-#   make cuda     compile and link the CUDA sources with nvcc (build/cuda/)
 #   make fuzz     libFuzzer targets with clang (build-fuzz/)
 #   make bench    benchmark binaries (build/bench/)
 #
@@ -28,14 +27,13 @@ CLI_SRC   := $(sort $(wildcard src/cli/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 FUZZ_SRC  := $(sort $(wildcard fuzz/fuzz_*.c))
-CUDA_SRC  := $(sort $(wildcard src/ops/cuda/*.cu))
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan cuda fuzz bench clean
+.PHONY: all test asan fuzz bench clean
 all: $(BUILD)/libtuna.a $(BUILD)/tuna
 
 $(BUILD)/%_avx512.o: %_avx512.c
@@ -68,16 +66,6 @@ asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
 bench: all $(BENCH_BIN)
-
-# CUDA: compiled and linked here (nvcc), run only on a machine with a GPU.
-NVCC      ?= /usr/local/cuda/bin/nvcc
-CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80
-CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/cuda/%.o)
-$(BUILD)/cuda/%.o: %.cu
-	@mkdir -p $(dir $@)
-	$(NVCC) -O2 -std=c++17 $(CUDA_ARCH) -Iinclude -Isrc -Xcompiler -fPIC -c $< -o $@
-cuda: $(CUDA_OBJ)
-	@if [ -n "$(CUDA_OBJ)" ]; then $(NVCC) $(CUDA_ARCH) -shared $(CUDA_OBJ) -lcublas -lcublasLt -o $(BUILD)/cuda/libtuna_cuda.so && echo "linked $(BUILD)/cuda/libtuna_cuda.so"; else echo "no CUDA sources"; fi
 
 # libFuzzer targets: the library rebuilt with clang and the fuzzer's instrumentation.
 FUZZ_BUILD := build-fuzz
