@@ -45,11 +45,4 @@ typedef struct {
 tuna_status tuna_model_forward(const tuna_model *model, tuna_forward_request *requests, int count,
                                const tuna_backend *be, tuna_workspace *ws, tuna_error *err);
 
-/* Raster-strip unpatchify (SPEC section 4): head rows of one image segment
- * (the N patch rows after its t slot) [N, p*p*C] -> image [C, H, W]. Slot k
- * holds raster-order pixels [p*p*k, p*p*(k+1)) with channels interleaved. */
-void tuna_unpatchify(float *image, const float *slots, int channels, int height, int width);
-/* The inverse, for training labels: image [C,H,W] -> slots [N, p*p*C]. */
-void tuna_patchify_labels(float *slots, const float *image, int channels, int height, int width);
-
 #endif

@@ -58,7 +58,8 @@ static tuna_status predictions(step_state *st, float *const *given, tuna_error *
         st->count[k] = (long)C * sg->height * sg->width;
         st->x_pred[k] = given && given[k] ? given[k] : NULL;
         if (!st->x_pred[k]) TUNA_TRY(tuna_workspace_floats(st->ws, st->count[k], 0, &st->x_pred[k], err));
-        tuna_unpatchify(st->x_pred[k], st->head_out + (size_t)(sg->offset + 1) * st->out, C, sg->height, sg->width);
+        st->graph.ops->unpatchify(st->graph.be, st->x_pred[k], st->head_out + (size_t)(sg->offset + 1) * st->out, C,
+                                  sg->height, sg->width);
     }
     return TUNA_OK;
 }
@@ -100,8 +101,8 @@ static tuna_status backward(step_state *st, const tuna_model *gradients, float l
         TUNA_TRY(tuna_workspace_floats(st->ws, (int64_t)st->L * st->out, 1, &dhead_out, err)); /* text and t rows: 0 */
         for (int k = 0; k < st->K; k++) {
             const tuna_image_segment *sg = &ex->sequence->segments[k];
-            tuna_patchify_labels(dhead_out + (size_t)(sg->offset + 1) * st->out, dx_pred[k], st->c->image_channels,
-                                 sg->height, sg->width);
+            g->ops->patchify(g->be, dhead_out + (size_t)(sg->offset + 1) * st->out, dx_pred[k], st->c->image_channels,
+                             sg->height, sg->width);
         }
     }
     const float *dl[1] = {dlogits}, *dh[1] = {dhead_out};

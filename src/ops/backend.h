@@ -82,6 +82,8 @@ typedef struct {
     void (*im2col)(const tuna_backend *be, float *cols, const float *image, int C, int H, int W, int p);
     void (*timestep_embedding)(const tuna_backend *be, float *out, const float *t, int64_t n, int dim,
                                double max_period);
+    void (*unpatchify)(const tuna_backend *be, float *image, const float *slots, int channels, int height, int width);
+    void (*patchify)(const tuna_backend *be, float *slots, const float *image, int channels, int height, int width);
 
     /* ---- losses (SPEC sections 5, 9) ---- */
     float (*cross_entropy)(const tuna_backend *be, const float *logits, const int32_t *labels, int length,

@@ -35,11 +35,14 @@ extern "C" {
 /* y[M,N] = x[M,K] @ W^T (+ bias[N]), W = weight of shape [N,K].
  *   F32 weight: OpenBLAS cblas_sgemm.
  *   BF16/F16:   own SIMD kernels reading the 16-bit weights in place:
- *               M <= 8: bandwidth-bound GEMV streaming W once;
- *               M >  8: blocked GEMM, tiles of W converted to a per-thread f32
- *                       panel + FMA micro-kernel.
- *               AVX-512 (and AVX-512-BF16) variants are chosen at run time
- *               by tuna_cpu_detect(); TUNA_ISA=avx2 forces AVX2.
+ *               M <= 8:      bandwidth-bound GEMV streaming W once (AVX2 on
+ *                            every CPU: it is bound by memory);
+ *               8 < M < 64:  tiled GEMM, tiles of W widened to a per-thread
+ *                            f32 panel + FMA micro-kernel (an AVX-512F variant
+ *                            is chosen at run time by tuna_cpu_detect();
+ *                            TUNA_ISA=avx2 forces AVX2);
+ *               M >= 64:     blocks of W widened to f32 for OpenBLAS.
+ *               Arithmetic is f32 throughout (no AVX-512-BF16 dot products).
  * Parallel over N. bias may be NULL. y must not alias x.
  * Fails (TUNA_ERR_INVALID / UNSUPPORTED) on a non-2D weight, K mismatch, or
  * unsupported dtype. */
@@ -79,7 +82,7 @@ void tuna_matmul_backward_weight(float *dW, float *dbias, const float *dy, const
                                  int64_t M, int64_t N, int64_t K, const tuna_threads *pool);
 
 /* Name of the kernel family the matmul dispatcher picks on this CPU:
- * "avx512-bf16", "avx512" or "avx2-fma" (static string). */
+ * "avx512" (the tiled 16-bit GEMM in AVX-512F) or "avx2-fma" (static string). */
 const char *tuna_matmul_isa(void);
 
 /* ======================================================================
@@ -262,6 +265,14 @@ tuna_status tuna_embedding_forward(float *out, const tuna_tensor *table, const i
 /* dtable[ids[i], :] += dout[i, :] (ids assumed valid: the forward checked them). */
 void tuna_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int64_t n,
                              int64_t dim);
+
+/* Raster-strip unpatchify (SPEC section 4): the head rows of one image
+ * segment (the N patch rows after its t slot) [N, p*p*C] -> image [C, H, W].
+ * Slot k holds raster-order pixels [p*p*k, p*p*(k+1)) with channels
+ * interleaved, i.e. the slots viewed flat are the image in (H*W, C) order. */
+void tuna_unpatchify(float *image, const float *slots, int channels, int height, int width);
+/* The inverse (training labels, and the gradient of the unpatchify). */
+void tuna_patchify_labels(float *slots, const float *image, int channels, int height, int width);
 
 /* ======================================================================
  * adaLN modulation on image segments (SPEC section 2)

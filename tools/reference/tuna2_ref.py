@@ -687,7 +687,12 @@ def init_random(model: Tuna2, seed: int, gain: float = 1.0) -> None:
 
 
 def param_shapes(cfg: dict) -> Dict[str, tuple]:
-    """Official name -> shape for a config, without allocating (meta device)."""
+    """Official name -> shape for a config, without allocating (meta device).
+    torch < 2.0 has no device context: the model is built on the CPU there
+    (memory and time, same shapes)."""
+    if not hasattr(torch.device("meta"), "__enter__"):
+        m = Tuna2(cfg)
+        return {k: tuple(v.shape) for k, v in m.state_dict().items()}
     with torch.device("meta"):
         m = Tuna2(cfg)
     return {k: tuple(v.shape) for k, v in m.state_dict().items()}

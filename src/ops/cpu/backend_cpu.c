@@ -146,6 +146,17 @@ static void cpu_timestep_embedding(const tuna_backend *be, float *out, const flo
     tuna_timestep_embedding(out, t, n, dim, max_period);
 }
 
+static void cpu_unpatchify(const tuna_backend *be, float *image, const float *slots, int channels, int height,
+                           int width) {
+    (void)be;
+    tuna_unpatchify(image, slots, channels, height, width);
+}
+static void cpu_patchify(const tuna_backend *be, float *slots, const float *image, int channels, int height,
+                         int width) {
+    (void)be;
+    tuna_patchify_labels(slots, image, channels, height, width);
+}
+
 /* ---- losses ---- */
 
 static float cpu_cross_entropy(const tuna_backend *be, const float *logits, const int32_t *labels, int length,
@@ -219,6 +230,8 @@ static const tuna_backend_ops cpu_ops = {
     .embedding_backward = cpu_embedding_backward,
     .im2col = cpu_im2col,
     .timestep_embedding = cpu_timestep_embedding,
+    .unpatchify = cpu_unpatchify,
+    .patchify = cpu_patchify,
     .cross_entropy = cpu_cross_entropy,
     .cross_entropy_backward = cpu_cross_entropy_backward,
     .flow_loss = cpu_flow_loss,

@@ -108,3 +108,15 @@ void tuna_embedding_backward(float *dtable, const float *dout, const int32_t *id
         for (int64_t k = 0; k < dim; k++) row[k] += dout[i * dim + k];
     }
 }
+
+void tuna_unpatchify(float *image, const float *slots, int channels, int height, int width) {
+    size_t plane = (size_t)height * width;
+    for (size_t pixel = 0; pixel < plane; pixel++)
+        for (int c = 0; c < channels; c++) image[c * plane + pixel] = slots[pixel * channels + c];
+}
+
+void tuna_patchify_labels(float *slots, const float *image, int channels, int height, int width) {
+    size_t plane = (size_t)height * width;
+    for (size_t pixel = 0; pixel < plane; pixel++)
+        for (int c = 0; c < channels; c++) slots[pixel * channels + c] = image[c * plane + pixel];
+}
