@@ -6,8 +6,6 @@
 
 #include <string.h>
 
-static int max_int(int a, int b) { return a > b ? a : b; }
-static int min_int(int a, int b) { return a < b ? a : b; }
 
 tuna_status tuna_graph_alloc(tuna_graph *g, float **out, int64_t n, int zeroed, tuna_error *err) {
     return tuna_workspace_floats(g->ws, n, zeroed, out, err);
@@ -54,13 +52,13 @@ static tuna_status check_request(const tuna_graph *g, const tuna_forward_request
 static tuna_status build_segments(tuna_graph *g, tuna_graph_request *rs, tuna_error *err) {
     const tuna_sequence *seq = rs->request->sequence;
     int K = seq->image_count, begin = rs->request->row_begin, end = rs->request->row_end;
-    TUNA_TRY(alloc_bytes(g, (void **)&rs->segments, (size_t)max_int(K, 1), sizeof *rs->segments, err));
-    TUNA_TRY(alloc_bytes(g, (void **)&rs->local, (size_t)max_int(K, 1), sizeof *rs->local, err));
+    TUNA_TRY(alloc_bytes(g, (void **)&rs->segments, (size_t)tuna_max_int(K, 1), sizeof *rs->segments, err));
+    TUNA_TRY(alloc_bytes(g, (void **)&rs->local, (size_t)tuna_max_int(K, 1), sizeof *rs->local, err));
     rs->local_first = -1;
     for (int k = 0; k < K; k++) {
         const tuna_image_segment *sg = &seq->segments[k];
         rs->segments[k] = (tuna_segment){sg->offset, sg->length};
-        int lo = max_int(sg->offset, begin), hi = min_int(sg->offset + sg->length, end);
+        int lo = tuna_max_int(sg->offset, begin), hi = tuna_min_int(sg->offset + sg->length, end);
         if (lo >= hi) continue;
         if (rs->local_first < 0) rs->local_first = k;
         rs->local[rs->local_count++] = (tuna_segment){lo - begin, hi - lo};
@@ -107,9 +105,9 @@ static tuna_status alloc_scratch(tuna_graph *g, tuna_error *err) {
     const tuna_config *c = g->config;
     int64_t rows = g->rows, d = c->hidden_size, K = g->images;
     int out = c->patch_size * c->patch_size * c->image_channels;
-    int64_t qw = max_int(c->llm.num_heads * c->llm.head_dim, c->head.num_heads * c->head.head_dim);
-    int64_t kw = max_int(c->llm.num_kv_heads * c->llm.head_dim, c->head.num_kv_heads * c->head.head_dim);
-    int64_t inter = max_int(max_int(c->llm.intermediate_size, c->head.intermediate_size), out);
+    int64_t qw = tuna_max_int(c->llm.num_heads * c->llm.head_dim, c->head.num_heads * c->head.head_dim);
+    int64_t kw = tuna_max_int(c->llm.num_kv_heads * c->llm.head_dim, c->head.num_kv_heads * c->head.head_dim);
+    int64_t inter = tuna_max_int(tuna_max_int(c->llm.intermediate_size, c->head.intermediate_size), out);
     float **rows_d[] = {&g->x, &g->a};
     for (size_t i = 0; i < sizeof rows_d / sizeof *rows_d; i++) TUNA_TRY(tuna_graph_alloc(g, rows_d[i], rows * d, 0, err));
     TUNA_TRY(tuna_graph_alloc(g, &g->q, rows * qw, 0, err));
@@ -146,7 +144,7 @@ static tuna_status alloc_head_records(tuna_graph *g, tuna_error *err) {
     const tuna_head_config *c = &g->config->head;
     int64_t L = g->rows, d = g->config->hidden_size, qw = (int64_t)c->num_heads * c->head_dim;
     int64_t kw = (int64_t)c->num_kv_heads * c->head_dim, I = c->intermediate_size, K = g->images;
-    TUNA_TRY(alloc_bytes(g, (void **)&g->head, (size_t)max_int(c->num_layers, 1), sizeof *g->head, err));
+    TUNA_TRY(alloc_bytes(g, (void **)&g->head, (size_t)tuna_max_int(c->num_layers, 1), sizeof *g->head, err));
     for (int l = 0; l < c->num_layers; l++) {
         tuna_head_record *a = &g->head[l];
         struct { float **p; int64_t n; } bufs[] = {
@@ -168,7 +166,7 @@ static tuna_status alloc_head_records(tuna_graph *g, tuna_error *err) {
 }
 
 static tuna_status alloc_records(tuna_graph *g, tuna_error *err) {
-    size_t K = (size_t)max_int(g->images, 1);
+    size_t K = (size_t)tuna_max_int(g->images, 1);
     TUNA_TRY(alloc_bytes(g, (void **)&g->embed.cols, K, sizeof(float *), err));
     TUNA_TRY(alloc_bytes(g, (void **)&g->embed.conv, K, sizeof(float *), err));
     TUNA_TRY(alloc_bytes(g, (void **)&g->embed.rstd, K, sizeof(float *), err));
@@ -228,11 +226,11 @@ tuna_status tuna_graph_forward(tuna_graph *g, const tuna_model *model, tuna_forw
 
 static tuna_status alloc_gradients(tuna_graph *g, tuna_error *err) {
     const tuna_config *c = g->config;
-    int64_t L = g->rows, d = c->hidden_size, K = max_int(g->images, 1);
+    int64_t L = g->rows, d = c->hidden_size, K = tuna_max_int(g->images, 1);
     int out = c->patch_size * c->patch_size * c->image_channels;
-    int64_t qw = max_int(c->llm.num_heads * c->llm.head_dim, c->head.num_heads * c->head.head_dim);
-    int64_t kw = max_int(c->llm.num_kv_heads * c->llm.head_dim, c->head.num_kv_heads * c->head.head_dim);
-    int64_t inter = max_int(c->llm.intermediate_size, c->head.intermediate_size), widest = max_int((int)d, out);
+    int64_t qw = tuna_max_int(c->llm.num_heads * c->llm.head_dim, c->head.num_heads * c->head.head_dim);
+    int64_t kw = tuna_max_int(c->llm.num_kv_heads * c->llm.head_dim, c->head.num_kv_heads * c->head.head_dim);
+    int64_t inter = tuna_max_int(c->llm.intermediate_size, c->head.intermediate_size), widest = tuna_max_int((int)d, out);
     struct { float **p; int64_t n; int zeroed; } bufs[] = {
         {&g->dx, L * d, 0}, {&g->da, L * widest, 0}, {&g->dtmp, L * widest, 0}, {&g->dq, L * qw, 0},
         {&g->datt, L * qw, 0}, {&g->dk, L * kw, 0}, {&g->dv, L * kw, 0}, {&g->dk_pre, L * kw, 0},

@@ -92,6 +92,9 @@ tuna_status tuna_graph_forward(tuna_graph *g, const tuna_model *model, tuna_forw
 tuna_status tuna_graph_backward(tuna_graph *g, const tuna_model *grads, const float *const *dlogits,
                                 const float *const *dhead_out, tuna_error *err);
 
+static inline int tuna_max_int(int a, int b) { return a > b ? a : b; }
+static inline int tuna_min_int(int a, int b) { return a < b ? a : b; }
+
 /* n floats of the graph's workspace (zeroed when asked), valid until the
  * workspace is reset. */
 tuna_status tuna_graph_alloc(tuna_graph *g, float **out, int64_t n, int zeroed, tuna_error *err);

@@ -135,8 +135,6 @@ static tuna_status patch_embeddings(tuna_graph *g, const tuna_graph_request *rs,
     return TUNA_OK;
 }
 
-static int max_int(int a, int b) { return a > b ? a : b; }
-static int min_int(int a, int b) { return a < b ? a : b; }
 
 /* Reconstruction: rows [clean_offset, clean_offset + N) hold the clean
  * image's patch embeddings (inference only: a recording graph refuses it). */
@@ -145,7 +143,7 @@ static tuna_status embed_clean_image(tuna_graph *g, const tuna_graph_request *rs
     if (!seq->clean_image) return TUNA_OK;
     int p = g->config->patch_size, n = (seq->clean_height / p) * (seq->clean_width / p);
     int begin = rs->request->row_begin;
-    int lo = max_int(seq->clean_offset, begin), hi = min_int(seq->clean_offset + n, rs->request->row_end);
+    int lo = tuna_max_int(seq->clean_offset, begin), hi = tuna_min_int(seq->clean_offset + n, rs->request->row_end);
     if (lo >= hi) return TUNA_OK;
     float *cols, *conv, *rstd, *rows;
     TUNA_TRY(encoder_buffers(g, n, &cols, &conv, &rstd, &rows, err));
@@ -169,7 +167,7 @@ static tuna_status embed_request(tuna_graph *g, const tuna_graph_request *rs, tu
     TUNA_TRY(embed_clean_image(g, rs, x, err));
     for (int k = 0; k < rs->images; k++) {
         const tuna_image_segment *sg = &seq->segments[k];
-        int lo = max_int(sg->offset, begin), hi = min_int(sg->offset + sg->length, end);
+        int lo = tuna_max_int(sg->offset, begin), hi = tuna_min_int(sg->offset + sg->length, end);
         if (lo >= hi) continue;
         if (lo == sg->offset)
             g->ops->copy(g->be, x + (size_t)(lo - begin) * d, g->time_embedding + (size_t)(rs->first_image + k) * d,
@@ -177,7 +175,7 @@ static tuna_status embed_request(tuna_graph *g, const tuna_graph_request *rs, tu
         if (hi <= sg->offset + 1) continue;
         float *patches;
         TUNA_TRY(patch_embeddings(g, rs, k, &patches, err));
-        int first = max_int(lo, sg->offset + 1);
+        int first = tuna_max_int(lo, sg->offset + 1);
         g->ops->copy(g->be, x + (size_t)(first - begin) * d, patches + (size_t)(first - sg->offset - 1) * d,
                      fbytes((int64_t)(hi - first) * d));
     }
