@@ -14,7 +14,7 @@ CC       ?= cc
 OPT      ?= -O2
 SANITIZE ?=
 BASE_ISA ?= -march=x86-64-v3 -mtune=generic
-AVX512_ISA = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16
+AVX512_ISA = -mavx512f -mavx512bw -mavx512vl -mavx512dq
 
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
 CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -fopenmp -fPIC $(BASE_ISA) $(SANITIZE)

@@ -200,7 +200,7 @@ TEST(greedy_decode_with_kv_cache_matches_reference) {
     int mismatches = 0;
     const int32_t *expected = gen_t->data;
     for (int i = 0; i < steps; i++) {
-        int next = sample_token(logits, V, NULL, NULL, NULL);
+        int next = tuna_sample_token(logits, V, NULL, NULL, NULL);
         if (next != expected[i]) mismatches++;
         ids[prompt + i] = expected[i]; /* continue on the reference path */
         seq.length = prompt + i + 1;

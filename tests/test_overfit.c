@@ -143,7 +143,7 @@ static double generate_psnr(const tuna_model *m, const tuna_tokenizer *tok, int 
     if (tuna_t2i_ids(tok, &m->config, captions[k], SIZE, SIZE, 0, &ids, &err) != TUNA_OK) return 0;
     tuna_rng rng;
     tuna_rng_seed(&rng, 100 + (uint64_t)k);
-    euler_initial_noise(&rng, z, 3 * SIZE * SIZE, (float)m->config.noise_scale);
+    tuna_euler_initial_noise(&rng, z, 3 * SIZE * SIZE, (float)m->config.noise_scale);
     tuna_generate_params p = {.cond_ids = ids.data, .cond_length = (int)ids.len, .height = SIZE, .width = SIZE,
                               .steps = 50, .cfg_scale = 1.0f};
     tuna_image generated = {0}, truth = {0};

@@ -214,10 +214,9 @@ TEST(bad_zip_directories) {
         /* torch writes zip64 records: corrupt the zip64 EOCD offset in the locator too */
         tuna_pt pt;
         tuna_error err = {0};
-        tuna_status s = tuna_pt_parse(copy, size, "t", &pt, &err);
-        if (s == TUNA_OK) tuna_pt_close(&pt);
+        /* zip64 archives ignore some of these 32-bit fields: only "no crash" is required */
+        if (tuna_pt_parse(copy, size, "t", &pt, &err) == TUNA_OK) tuna_pt_close(&pt);
         free(copy);
-        (void)s; /* zip64 archives ignore some of these 32-bit fields: only "no crash" is required */
     }
     /* a zip with no data.pkl */
     tuna_error err = {0};

@@ -24,7 +24,7 @@ fixed by --seed.
 
 Every random choice comes from numpy's PCG64 seeded with --seed: the same flags give
 byte-identical files. The shape geometry (and the palette) is mirrored by the C judges
-in src/infer/eval_judge.c: change both together.
+in src/eval/eval_judge.c: change both together.
 """
 import argparse
 import gzip

@@ -87,7 +87,7 @@ static int generate_one(const tuna_model *m, const tuna_tokenizer *tok, const de
     if (s == TUNA_OK) {
         tuna_rng rng;
         tuna_rng_seed(&rng, o->seed + (unsigned long long)k);
-        euler_initial_noise(&rng, z, 3L * size * size, (float)m->config.noise_scale);
+        tuna_euler_initial_noise(&rng, z, 3L * size * size, (float)m->config.noise_scale);
         tuna_generate_params p = {.cond_ids = cond.data, .cond_length = (int)cond.len,
                                   .uncond_ids = o->cfg > 0 ? uncond.data : NULL, .uncond_length = (int)uncond.len,
                                   .height = size, .width = size, .steps = o->steps, .cfg_scale = o->cfg};
@@ -146,7 +146,7 @@ static int answer_one(const tuna_model *m, const tuna_tokenizer *tok, const char
     return st != TUNA_OK;
 }
 
-int cmd_demo(int argc, char **argv) {
+int cli_cmd_demo(int argc, char **argv) {
     demo_options o = {.output = "demo.png", .negative = "an image", .steps = 30, .cfg = 3.0f};
     int rc = parse(argc, argv, &o);
     if (rc >= 0) return rc;

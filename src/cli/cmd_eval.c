@@ -300,7 +300,7 @@ static int evaluate(eval_cli *o) {
     return rc;
 }
 
-int cmd_eval(int argc, char **argv) {
+int cli_cmd_eval(int argc, char **argv) {
     eval_cli o;
     memset(&o, 0, sizeof o);
     tuna_eval_options_default(&o.eval);

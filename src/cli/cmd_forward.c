@@ -56,7 +56,7 @@ static int parse_options(int argc, char **argv, forward_options *o) {
     return -1;
 }
 
-int cmd_forward(int argc, char **argv) {
+int cli_cmd_forward(int argc, char **argv) {
     forward_options o;
     int rc = parse_options(argc, argv, &o);
     if (rc >= 0) return rc;

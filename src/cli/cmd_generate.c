@@ -199,7 +199,7 @@ static int run_one(const generate_options *o, const tuna_model *m, const tuna_th
     } else {
         tuna_rng rng;
         tuna_rng_seed(&rng, o->seed + (unsigned long long)k);
-        euler_initial_noise(&rng, z, (long)n, (float)c->noise_scale);
+        tuna_euler_initial_noise(&rng, z, (long)n, (float)c->noise_scale);
     }
     cli_progress progress = {.label = o->command};
     tuna_generate_params p = {
@@ -277,6 +277,6 @@ static int generate_main(int argc, char **argv, generate_mode mode, const char *
     return run(&o);
 }
 
-int cmd_generate(int argc, char **argv) { return generate_main(argc, argv, MODE_GENERATE, "generate", 3.0f); }
-int cmd_edit(int argc, char **argv) { return generate_main(argc, argv, MODE_EDIT, "edit", 2.0f); }
-int cmd_reconstruct(int argc, char **argv) { return generate_main(argc, argv, MODE_RECONSTRUCT, "reconstruct", 3.0f); }
+int cli_cmd_generate(int argc, char **argv) { return generate_main(argc, argv, MODE_GENERATE, "generate", 3.0f); }
+int cli_cmd_edit(int argc, char **argv) { return generate_main(argc, argv, MODE_EDIT, "edit", 2.0f); }
+int cli_cmd_reconstruct(int argc, char **argv) { return generate_main(argc, argv, MODE_RECONSTRUCT, "reconstruct", 3.0f); }

@@ -15,7 +15,7 @@ static void usage(FILE *out) {
                  "--seed N (default 0) decides every value: the same seed gives the same file.\n");
 }
 
-int cmd_init(int argc, char **argv) {
+int cli_cmd_init(int argc, char **argv) {
     static const struct option longs[] = {{"config", required_argument, 0, 'c'}, {"output", required_argument, 0, 'o'},
                                           {"seed", required_argument, 0, 's'},   {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};

@@ -36,7 +36,7 @@ static void print_usage(FILE *out) {
                  "  --quiet      totals and configuration only, no per-tensor lines\n");
 }
 
-int cmd_inspect(int argc, char **argv) {
+int cli_cmd_inspect(int argc, char **argv) {
     const char *path = NULL;
     int quiet = 0;
     for (int i = 1; i < argc; i++) {

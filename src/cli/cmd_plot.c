@@ -13,7 +13,7 @@ static void usage(FILE *out) {
                  "--smooth A: exponential moving average with factor A in [0, 1) (default 0, raw).\n");
 }
 
-int cmd_plot(int argc, char **argv) {
+int cli_cmd_plot(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
     tuna_plot_options opt = {900, 540, 0};
     for (int i = 1; i < argc; i++) {

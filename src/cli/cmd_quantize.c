@@ -182,7 +182,7 @@ static tuna_status build_kv(const tuna_config *c, const char *config_json, const
     return TUNA_OK;
 }
 
-int cmd_quantize(int argc, char **argv) {
+int cli_cmd_quantize(int argc, char **argv) {
     const char *src_path = NULL, *dst = NULL, *type_name = NULL, *tokenizer_arg = NULL;
     int quiet = 0, n_rules = 0;
     rule rules[MAX_RULES + 8];

@@ -98,7 +98,7 @@ static int decode_line(const tuna_tokenizer *tok, const cJSON *j, size_t line_no
     return 1;
 }
 
-int cmd_tokenize(int argc, char **argv) {
+int cli_cmd_tokenize(int argc, char **argv) {
     const char *path = NULL;
     int decode = 0, skip_special = 0;
     for (int i = 1; i < argc; i++) {

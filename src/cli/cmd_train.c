@@ -24,7 +24,7 @@ static void usage(FILE *out) {
     tuna_train_options_print_keys(out);
 }
 
-int cmd_train(int argc, char **argv) {
+int cli_cmd_train(int argc, char **argv) {
     tuna_train_options o;
     tuna_train_options_default(&o);
     tuna_error err = {0};

@@ -174,7 +174,7 @@ static int chat(tuna_chat_session *s, const understand_options *o) {
     return rc;
 }
 
-int cmd_understand(int argc, char **argv) {
+int cli_cmd_understand(int argc, char **argv) {
     understand_options o;
     memset(&o, 0, sizeof o);
     o.max_tokens = 256;

@@ -6,9 +6,11 @@
 
 #define TUNA_VERSION "0.1.0"
 
-int cmd_version(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
+int cli_cmd_version(int argc, char **argv) {
+    if (argc > 1) {
+        fprintf(stderr, "tuna version: unexpected argument '%s' (usage: tuna version)\n", argv[1]);
+        return 2;
+    }
     tuna_cpu_features cpu = tuna_cpu_detect();
     tuna_threads pool;
     tuna_threads_init(&pool, 0);

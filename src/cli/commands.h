@@ -4,27 +4,27 @@
 #ifndef TUNA_CLI_COMMANDS_H
 #define TUNA_CLI_COMMANDS_H
 
-typedef int (*tuna_command_fn)(int argc, char **argv);
+typedef int (*cli_command_fn)(int argc, char **argv);
 
 typedef struct {
     const char *name;
-    tuna_command_fn run;
+    cli_command_fn run;
     const char *summary;
-} tuna_command;
+} cli_command;
 
-int cmd_version(int argc, char **argv);
-int cmd_forward(int argc, char **argv);
-int cmd_init(int argc, char **argv);
-int cmd_demo(int argc, char **argv);
-int cmd_generate(int argc, char **argv);
-int cmd_edit(int argc, char **argv);
-int cmd_reconstruct(int argc, char **argv);
-int cmd_understand(int argc, char **argv);
-int cmd_inspect(int argc, char **argv);
-int cmd_tokenize(int argc, char **argv);
-int cmd_train(int argc, char **argv);
-int cmd_plot(int argc, char **argv);
-int cmd_eval(int argc, char **argv);
-int cmd_quantize(int argc, char **argv);
+int cli_cmd_version(int argc, char **argv);
+int cli_cmd_forward(int argc, char **argv);
+int cli_cmd_init(int argc, char **argv);
+int cli_cmd_demo(int argc, char **argv);
+int cli_cmd_generate(int argc, char **argv);
+int cli_cmd_edit(int argc, char **argv);
+int cli_cmd_reconstruct(int argc, char **argv);
+int cli_cmd_understand(int argc, char **argv);
+int cli_cmd_inspect(int argc, char **argv);
+int cli_cmd_tokenize(int argc, char **argv);
+int cli_cmd_train(int argc, char **argv);
+int cli_cmd_plot(int argc, char **argv);
+int cli_cmd_eval(int argc, char **argv);
+int cli_cmd_quantize(int argc, char **argv);
 
 #endif

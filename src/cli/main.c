@@ -4,21 +4,21 @@
 #include <stdio.h>
 #include <string.h>
 
-static const tuna_command commands[] = {
-    {"version", cmd_version, "print the version and the CPU kernels in use"},
-    {"forward", cmd_forward, "one forward pass with explicit inputs (the SPEC section 9 contract)"},
-    {"demo", cmd_demo, "generations and answers of the bundled model, in a few seconds"},
-    {"understand", cmd_understand, "answer about images, or chat (-i for an interactive chat)"},
-    {"generate", cmd_generate, "text to image"},
-    {"edit", cmd_edit, "edit an image by an instruction"},
-    {"reconstruct", cmd_reconstruct, "the reference's reconstruction mode, with PSNR and SSIM"},
-    {"init", cmd_init, "write a freshly initialised model for training from scratch"},
-    {"inspect", cmd_inspect, "list a checkpoint's tensors, parameter counts and configuration"},
-    {"tokenize", cmd_tokenize, "text <-> token ids, JSON lines on stdin and stdout"},
-    {"train", cmd_train, "train / fine-tune on JSONL streams (resumable checkpoints, metrics.jsonl)"},
-    {"plot", cmd_plot, "draw the loss curves of a metrics.jsonl into a PNG"},
-    {"quantize", cmd_quantize, "write a model as one GGUF file in a quantised type (q8_0, q4_k, q6_k, ...)"},
-    {"eval", cmd_eval, "measure a model on a task file (understanding, generation, editing, reconstruction)"},
+static const cli_command commands[] = {
+    {"version", cli_cmd_version, "print the version and the CPU kernels in use"},
+    {"forward", cli_cmd_forward, "one forward pass with explicit inputs (the SPEC section 9 contract)"},
+    {"demo", cli_cmd_demo, "generations and answers of the bundled model, in a few seconds"},
+    {"understand", cli_cmd_understand, "answer about images, or chat (-i for an interactive chat)"},
+    {"generate", cli_cmd_generate, "text to image"},
+    {"edit", cli_cmd_edit, "edit an image by an instruction"},
+    {"reconstruct", cli_cmd_reconstruct, "the reference's reconstruction mode, with PSNR and SSIM"},
+    {"init", cli_cmd_init, "write a freshly initialised model for training from scratch"},
+    {"inspect", cli_cmd_inspect, "list a checkpoint's tensors, parameter counts and configuration"},
+    {"tokenize", cli_cmd_tokenize, "text <-> token ids, JSON lines on stdin and stdout"},
+    {"train", cli_cmd_train, "train / fine-tune on JSONL streams (resumable checkpoints, metrics.jsonl)"},
+    {"plot", cli_cmd_plot, "draw the loss curves of a metrics.jsonl into a PNG"},
+    {"quantize", cli_cmd_quantize, "write a model as one GGUF file in a quantised type (q8_0, q4_k, q6_k, ...)"},
+    {"eval", cli_cmd_eval, "measure a model on a task file (understanding, generation, editing, reconstruction)"},
 };
 
 static void print_usage(FILE *out) {

@@ -13,18 +13,14 @@ tuna_cpu_features tuna_cpu_detect(void) {
     f.f16c = 1; /* part of x86-64-v3 */
     f.avx512f = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-    f.avx512bf16 = f.avx512f && __builtin_cpu_supports("avx512bf16");
-#endif
 #endif
     const char *force = getenv("TUNA_ISA");
-    if (force && strcmp(force, "avx2") == 0) f.avx512f = f.avx512bf16 = 0;
+    if (force && strcmp(force, "avx2") == 0) f.avx512f = 0;
     return f;
 }
 
 const char *tuna_cpu_describe(const tuna_cpu_features *f) {
-    if (f->avx512bf16) return "avx512-bf16";
-    if (f->avx512f) return "avx512";
+    if (f->avx512f) return "avx2-fma, avx512 GEMM"; /* the GEMV is AVX2 on every CPU (memory-bound) */
     if (f->avx2 && f->fma) return "avx2-fma";
     return "generic";
 }

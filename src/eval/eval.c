@@ -182,7 +182,7 @@ static tuna_status sample_image(const engine *e, const tuna_ids *cond, const tun
     } else {
         tuna_rng rng;
         tuna_rng_seed(&rng, seed);
-        euler_initial_noise(&rng, z, (long)n, (float)c->noise_scale);
+        tuna_euler_initial_noise(&rng, z, (long)n, (float)c->noise_scale);
     }
     int guided = uncond && cfg != 0;
     tuna_generate_params p = {

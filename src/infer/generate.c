@@ -105,15 +105,15 @@ static tuna_status sample(const tuna_model *m, const tuna_generate_params *p, br
     long n = (long)C * p->height * p->width;
     float *grid = malloc(sizeof(float) * (size_t)(p->steps + 1));
     if (!grid) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
-    euler_time_grid(p->steps, grid);
+    tuna_euler_time_grid(p->steps, grid);
     tuna_status s = run_prefix(m, branches, count, &be, &ws, err);
     for (int i = 0; s == TUNA_OK && i < p->steps; i++) {
         double start = now_seconds();
         s = predict(m, branches, count, grid[i], C, p->height, p->width, &be, &ws, err);
         if (s != TUNA_OK) break;
         float *x = branches[0].x_pred;
-        if (count == 2) cfg_combine(x, branches[1].x_pred, n, p->cfg_scale);
-        euler_step(z, x, n, grid[i], grid[i + 1], (float)m->config.t_eps);
+        if (count == 2) tuna_cfg_combine(x, branches[1].x_pred, n, p->cfg_scale);
+        tuna_euler_step(z, x, n, grid[i], grid[i + 1], (float)m->config.t_eps);
         if (p->progress) p->progress(p->progress_ctx, i + 1, p->steps, now_seconds() - start);
     }
     free(grid);

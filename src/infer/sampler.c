@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-void euler_time_grid(int steps, float *grid) {
+void tuna_euler_time_grid(int steps, float *grid) {
     /* torch.linspace(start=0, end=1, n) in f32: step = 1/(n-1); the first half
      * is start + i*step, the second half end - (n-1-i)*step (symmetric). */
     int n = steps + 1;
@@ -13,11 +13,11 @@ void euler_time_grid(int steps, float *grid) {
     for (int i = 0; i < n; i++) grid[i] = i < half ? (float)i * step : 1.0f - (float)(n - 1 - i) * step;
 }
 
-void cfg_combine(float *x_cond, const float *x_uncond, long n, float scale) {
+void tuna_cfg_combine(float *x_cond, const float *x_uncond, long n, float scale) {
     for (long i = 0; i < n; i++) x_cond[i] = x_uncond[i] + scale * (x_cond[i] - x_uncond[i]);
 }
 
-void euler_step(float *z, const float *x_pred, long n, float t, float t_next, float t_eps) {
+void tuna_euler_step(float *z, const float *x_pred, long n, float t, float t_next, float t_eps) {
     float denom = fmaxf(1.0f - t, t_eps);
     float dt = t_next - t;
     for (long i = 0; i < n; i++) {
@@ -26,7 +26,7 @@ void euler_step(float *z, const float *x_pred, long n, float t, float t_next, fl
     }
 }
 
-void euler_initial_noise(tuna_rng *rng, float *z, long n, float noise_scale) {
+void tuna_euler_initial_noise(tuna_rng *rng, float *z, long n, float noise_scale) {
     tuna_rng_fill_normal(rng, z, n, 0.0f, noise_scale);
 }
 
@@ -48,7 +48,7 @@ static int by_probability_desc(const void *a, const void *b) {
     return x->id - y->id;
 }
 
-int sample_token(const float *logits, int vocab, const tuna_token_sampling *params, tuna_rng *rng, float *scratch) {
+int tuna_sample_token(const float *logits, int vocab, const tuna_token_sampling *params, tuna_rng *rng, float *scratch) {
     if (!params || params->temperature <= 0.0f) return argmax(logits, vocab);
     scored_token *tokens = (scored_token *)scratch; /* 2*vocab floats = vocab pairs */
     float max_logit = logits[argmax(logits, vocab)];

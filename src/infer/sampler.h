@@ -10,17 +10,17 @@
 
 /* Time grid t_i = i / steps, i = 0..steps, computed as torch.linspace(0, 1,
  * steps+1) does in f32 (so the engine and the reference take identical steps). */
-void euler_time_grid(int steps, float *grid /* steps+1 */);
+void tuna_euler_time_grid(int steps, float *grid /* steps+1 */);
 
 /* Classifier-free guidance on the prediction: x = x_u + s * (x_c - x_u), in place on x_cond. */
-void cfg_combine(float *x_cond, const float *x_uncond, long n, float scale);
+void tuna_cfg_combine(float *x_cond, const float *x_uncond, long n, float scale);
 
 /* One Euler step of the x-prediction flow:
  *   v = (x_pred - z) / max(1 - t, t_eps);   z += (t_next - t) * v. */
-void euler_step(float *z, const float *x_pred, long n, float t, float t_next, float t_eps);
+void tuna_euler_step(float *z, const float *x_pred, long n, float t, float t_next, float t_eps);
 
 /* z = noise_scale * N(0, I), from a seeded generator. */
-void euler_initial_noise(tuna_rng *rng, float *z, long n, float noise_scale);
+void tuna_euler_initial_noise(tuna_rng *rng, float *z, long n, float noise_scale);
 
 /* ---- text: next-token choice -------------------------------------------- */
 typedef struct {
@@ -33,6 +33,6 @@ typedef struct {
  * go to the lowest id, as torch.argmax). Otherwise softmax(logits / T),
  * restricted to the top_k largest and then to the smallest set whose mass
  * reaches top_p, renormalised, drawn with rng. scratch needs 2*vocab floats. */
-int sample_token(const float *logits, int vocab, const tuna_token_sampling *params, tuna_rng *rng, float *scratch);
+int tuna_sample_token(const float *logits, int vocab, const tuna_token_sampling *params, tuna_rng *rng, float *scratch);
 
 #endif

@@ -6,8 +6,8 @@
  * So the compute precision of a model is the dtype of its matrices, and
  * choosing it means converting them once at load time:
  *   f32   bf16/f16 checkpoints are widened (exact): twice the memory of the
- *         bf16 file, the OpenBLAS path (faster prefill on CPUs without
- *         AVX-512 BF16), results identical to the file's weights;
+ *         bf16 file, OpenBLAS sgemm for every product of more than a few
+ *         rows, results identical to the file's weights;
  *   bf16  f32 checkpoints (what `tuna train` writes without mixed precision)
  *         are rounded to bf16 (round to nearest even, as torch's .to(bf16)):
  *         half the memory and bandwidth, the precision the official model

@@ -31,8 +31,8 @@ typedef struct {
     int64_t flow_elements;
 } tuna_loss_values;
 
-/* THE INTERFACE THE MODEL IMPLEMENTS.
- * Compute the losses of one sequence and ADD grad_scale * d(loss)/d(param) into
+/* The interface the model implements (src/train/model_binding.c):
+ * compute the losses of one sequence and ADD grad_scale * d(loss)/d(param) into
  * param->grad for every parameter of the table bound at creation whose grad is
  * not NULL (frozen parameters have grad == NULL: skip them). Never zero the
  * gradients (the trainer does, once per optimizer step) and never write to
@@ -61,8 +61,7 @@ typedef struct {
 /* Bind the model code to a parameter table (src/train/model_binding.c: the one
  * place where the model's gradient implementation is wired in). The table's
  * weight buffers never move during training, so views into them stay valid;
- * the optimizer updates them in place between calls. Until the model backward
- * is linked this fails with TUNA_ERR_UNSUPPORTED and a clear message. */
+ * the optimizer updates them in place between calls. */
 tuna_status tuna_train_model_bind(const tuna_config *config, tuna_param_table *params, const tuna_threads *threads,
                                   tuna_train_model *out, tuna_error *err);
 
