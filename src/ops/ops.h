@@ -266,6 +266,14 @@ tuna_status tuna_embedding_forward(float *out, const tuna_tensor *table, const i
 void tuna_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int64_t n,
                              int64_t dim);
 
+/* Raster-strip unpatchify (SPEC section 4): the head rows of one image
+ * segment (the N patch rows after its t slot) [N, p*p*C] -> image [C, H, W].
+ * Slot k holds raster-order pixels [p*p*k, p*p*(k+1)) with channels
+ * interleaved, i.e. the slots viewed flat are the image in (H*W, C) order. */
+void tuna_unpatchify(float *image, const float *slots, int channels, int height, int width);
+/* The inverse (training labels, and the gradient of the unpatchify). */
+void tuna_patchify_labels(float *slots, const float *image, int channels, int height, int width);
+
 /* ======================================================================
  * adaLN modulation on image segments (SPEC section 2)
  * ====================================================================== */
