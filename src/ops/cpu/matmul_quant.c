@@ -55,7 +55,13 @@ tuna_status tuna_qmm_prepare(tuna_qmm_job *job, float *y, const float *x, const 
     if (K % block)
         return tuna_fail(err, TUNA_ERR_INVALID, "quantised matmul: K = %lld is not a multiple of the %s block %lld",
                          (long long)K, tuna_dtype_name(type), (long long)block);
-    if (path == TUNA_QMM_AUTO) path = M <= TUNA_QMM_INT_MAX_M ? TUNA_QMM_INT : TUNA_QMM_SGEMM;
+    if (path == TUNA_QMM_AUTO) {
+        /* TUNA_QMM=int|sgemm forces one path for every product (measurements) */
+        const char *force = getenv("TUNA_QMM");
+        if (force && strcmp(force, "int") == 0) path = TUNA_QMM_INT;
+        else if (force && strcmp(force, "sgemm") == 0) path = TUNA_QMM_SGEMM;
+        else path = M <= TUNA_QMM_INT_MAX_M ? TUNA_QMM_INT : TUNA_QMM_SGEMM;
+    }
     *job = (tuna_qmm_job){.y = y, .x = x, .w = w, .type = type, .bias = bias, .M = M, .N = N, .K = K, .path = path};
     int threads = pool && pool->count > 0 ? pool->count : 1;
     if (path == TUNA_QMM_INT) {
