@@ -188,6 +188,22 @@ TEST(round_trip_error) {
     free(w);
 }
 
+/* The AVX2 dequantisers give the scalar ones' values exactly. */
+TEST(dequantize_avx2_is_scalar) {
+    const int64_t K = 1024;
+    float *w = malloc(sizeof(float) * K), *a = malloc(sizeof(float) * K), *b = malloc(sizeof(float) * K);
+    for (int64_t i = 0; i < K; i++) w[i] = grand() * (i % 61 == 0 ? 10.0f : 0.1f);
+    for (int t = 0; t < NQ; t++) {
+        uint8_t *q = quantize_matrix(qtypes[t], w, 1, K);
+        REQUIRE(tuna_dequantize_row_scalar(qtypes[t], q, a, K) == 0, "scalar");
+        REQUIRE(tuna_dequantize_row_avx2(qtypes[t], q, b, K) == 0, "avx2");
+        CHECK(memcmp(a, b, sizeof(float) * K) == 0, "%s: AVX2 dequantisation differs", tuna_dtype_name(qtypes[t]));
+        free(q);
+    }
+    CHECK(tuna_dequantize_row_avx2(TUNA_BF16, w, a, 4) == -1, "block types only");
+    free(w), free(a), free(b);
+}
+
 TEST(refuses_bad_input) {
     float x[64];
     for (int i = 0; i < 64; i++) x[i] = 1.0f;
@@ -357,6 +373,7 @@ int main(void) {
     RUN(q4_k_layout);
     RUN(q6_k_layout);
     RUN(round_trip_error);
+    RUN(dequantize_avx2_is_scalar);
     RUN(refuses_bad_input);
     RUN(qgemv_avx2_matches_scalar);
     RUN(matmul_dispatch);

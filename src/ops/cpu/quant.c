@@ -431,6 +431,13 @@ tuna_status tuna_quantize_rows(tuna_dtype type, const float *x, void *dst, int64
 }
 
 int tuna_dequantize_row(tuna_dtype type, const void *src, float *y, int64_t n) {
+#if defined(__AVX2__)
+    if (tuna_dtype_is_quantized(type)) return tuna_dequantize_row_avx2(type, src, y, n);
+#endif
+    return tuna_dequantize_row_scalar(type, src, y, n);
+}
+
+int tuna_dequantize_row_scalar(tuna_dtype type, const void *src, float *y, int64_t n) {
     const uint8_t *in = src;
     switch (type) {
     case TUNA_F32: memcpy(y, src, (size_t)n * sizeof(float)); return 0;

@@ -45,8 +45,11 @@ tuna_status tuna_quantize_rows(tuna_dtype type, const float *x, void *dst, int64
                                const tuna_threads *pool, tuna_error *err);
 
 /* y = n elements of src (type a block type or F32 / F16 / BF16) as f32.
- * Returns 0, or -1 for a type it cannot read (y untouched). */
+ * Returns 0, or -1 for a type it cannot read (y untouched). The AVX2 version
+ * (block types only) gives the same values as the scalar one. */
 int tuna_dequantize_row(tuna_dtype type, const void *src, float *y, int64_t n);
+int tuna_dequantize_row_scalar(tuna_dtype type, const void *src, float *y, int64_t n);
+int tuna_dequantize_row_avx2(tuna_dtype type, const void *src, float *y, int64_t n);
 
 /* Rows [r0, r1) of a [rows, K] matrix of type into y[(r1-r0), K], over the pool. */
 void tuna_dequantize_rows(tuna_dtype type, const void *src, float *y, int64_t r0, int64_t r1, int64_t K,

@@ -230,3 +230,99 @@ void tuna_qgemv_avx2(float *y, int64_t y_stride, const void *w, tuna_dtype type,
         }
     }
 }
+
+/* ---- dequantisation (the prefill path widens blocks of W for OpenBLAS) ------
+ * The same float operations as the scalar dequantisers (quant.c), in the same
+ * order (a multiply, then for Q4_K a separate subtract: no fused multiply-add),
+ * so both give identical values. */
+
+static inline void store_scaled(float *y, __m256i q8x32, __m256 scale) { /* 32 int8 -> 32 floats * scale */
+    __m128i lo = _mm256_castsi256_si128(q8x32), hi = _mm256_extracti128_si256(q8x32, 1);
+    _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), scale));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), scale));
+    _mm256_storeu_ps(y + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), scale));
+    _mm256_storeu_ps(y + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), scale));
+}
+
+static inline void store_scaled_min(float *y, __m256i q8x32, __m256 scale, __m256 min) { /* (q * scale) - min */
+    __m128i lo = _mm256_castsi256_si128(q8x32), hi = _mm256_extracti128_si256(q8x32, 1);
+    __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int i = 0; i < 4; i++)
+        _mm256_storeu_ps(y + 8 * i,
+                         _mm256_sub_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i])), scale), min));
+}
+
+int tuna_dequantize_row_avx2(tuna_dtype type, const void *src, float *y, int64_t n) {
+    const uint8_t *w = src;
+    const __m256i low4 = _mm256_set1_epi8(15), top2 = _mm256_set1_epi8(0x30);
+    switch (type) {
+    case TUNA_Q8_0:
+        for (int64_t b = 0; b < n / 32; b++, w += 34, y += 32)
+            store_scaled(y, _mm256_loadu_si256((const __m256i *)(w + 2)), _mm256_set1_ps(f16_at(w)));
+        return 0;
+    case TUNA_Q4_0:
+    case TUNA_Q5_0: {
+        int five = type == TUNA_Q5_0;
+        for (int64_t b = 0; b < n / 32; b++, w += five ? 22 : 18, y += 32) {
+            __m128i raw = _mm_loadu_si128((const __m128i *)(w + (five ? 6 : 2)));
+            __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low4);
+            if (five) {
+                uint32_t bits;
+                memcpy(&bits, w + 2, 4);
+                q = _mm256_or_si256(q, q5_high_bits(bits));
+            }
+            q = _mm256_sub_epi8(q, _mm256_set1_epi8(five ? 16 : 8));
+            store_scaled(y, q, _mm256_set1_ps(f16_at(w)));
+        }
+        return 0;
+    }
+    case TUNA_Q4_K:
+        for (int64_t s = 0; s < n / 256; s++, w += 144) {
+            float d = f16_at(w), dmin = f16_at(w + 2);
+            const uint8_t *sm = w + 4;
+            for (int c = 0; c < 4; c++, y += 64) {
+                int sc[2], mn[2];
+                for (int h = 0; h < 2; h++) {
+                    int j = 2 * c + h;
+                    sc[h] = j < 4 ? sm[j] & 63 : (sm[j + 4] & 15) | (sm[j - 4] >> 6) << 4;
+                    mn[h] = j < 4 ? sm[j + 4] & 63 : (sm[j + 4] >> 4) | (sm[j] >> 6) << 4;
+                }
+                __m256i raw = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
+                store_scaled_min(y, _mm256_and_si256(raw, low4), _mm256_set1_ps(d * (float)sc[0]),
+                                 _mm256_set1_ps(dmin * (float)mn[0]));
+                store_scaled_min(y + 32, _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4),
+                                 _mm256_set1_ps(d * (float)sc[1]), _mm256_set1_ps(dmin * (float)mn[1]));
+            }
+        }
+        return 0;
+    case TUNA_Q6_K:
+        for (int64_t s = 0; s < n / 256; s++, w += 210) {
+            float d = f16_at(w + 208);
+            const int8_t *sc = (const int8_t *)(w + 192);
+            for (int h = 0; h < 2; h++, y += 128) {
+                __m256i A = _mm256_loadu_si256((const __m256i *)(w + 64 * h));
+                __m256i B = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
+                __m256i H = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
+                __m256i q[4] = {
+                    _mm256_or_si256(_mm256_and_si256(A, low4), _mm256_and_si256(_mm256_slli_epi16(H, 4), top2)),
+                    _mm256_or_si256(_mm256_and_si256(B, low4), _mm256_and_si256(_mm256_slli_epi16(H, 2), top2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), low4), _mm256_and_si256(H, top2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), low4),
+                                    _mm256_and_si256(_mm256_srli_epi16(H, 2), top2)),
+                };
+                for (int t = 0; t < 4; t++) {
+                    __m256i v = _mm256_sub_epi8(q[t], _mm256_set1_epi8(32));
+                    __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+                    __m256 s0 = _mm256_set1_ps(d * (float)sc[8 * h + 2 * t]), s1 = _mm256_set1_ps(d * (float)sc[8 * h + 2 * t + 1]);
+                    float *o = y + 32 * t;
+                    _mm256_storeu_ps(o, _mm256_mul_ps(s0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+                    _mm256_storeu_ps(o + 8, _mm256_mul_ps(s0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+                    _mm256_storeu_ps(o + 16, _mm256_mul_ps(s1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+                    _mm256_storeu_ps(o + 24, _mm256_mul_ps(s1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+                }
+            }
+        }
+        return 0;
+    default: return -1;
+    }
+}
