@@ -535,6 +535,7 @@ typedef struct {
     tuna_ids *ids;
     tuna_bpe_scratch bpe;
     pcre2_match_data *match;
+    int plain; /* no added token is cut out: the text is all ordinary text */
 } encode_state;
 
 /* Pre-tokenizer stage k over one piece: matches and the gaps between them both
@@ -646,14 +647,14 @@ static tuna_status normalize_piece(encode_state *st, const char *s, size_t n, tu
     size_t len = n;
     if (st->tok->nfc) TUNA_TRY(tuna_nfc(s, n, &nfc, &len, err));
     const char *text = nfc ? nfc : s;
-    tuna_status status = st->tok->has_normalized_added ? split_added(st, text, len, 1, pre_tokenize_piece, err)
+    tuna_status status = st->tok->has_normalized_added && !st->plain ? split_added(st, text, len, 1, pre_tokenize_piece, err)
                                                        : pre_tokenize_piece(st, text, len, err);
     free(nfc);
     return status;
 }
 
-tuna_status tuna_tokenizer_encode(const tuna_tokenizer *tok, const char *text, size_t len, tuna_ids *ids,
-                                  tuna_error *err) {
+static tuna_status encode(const tuna_tokenizer *tok, const char *text, size_t len, int plain, tuna_ids *ids,
+                          tuna_error *err) {
     if (len == 0) return TUNA_OK;
     if (!text) return tuna_fail(err, TUNA_ERR_INVALID, "encode: NULL text");
     char *repaired = NULL;
@@ -661,7 +662,7 @@ tuna_status tuna_tokenizer_encode(const tuna_tokenizer *tok, const char *text, s
         TUNA_TRY(tuna_utf8_repair((const unsigned char *)text, len, &repaired, &len, err));
         text = repaired;
     }
-    encode_state st = {.tok = tok, .ids = ids};
+    encode_state st = {.tok = tok, .ids = ids, .plain = plain};
     st.match = pcre2_match_data_create(1, NULL);
     tuna_status s = st.match ? TUNA_OK : tuna_fail(err, TUNA_ERR_NOMEM, "out of memory for regex match data");
     if (s == TUNA_OK) {
@@ -669,12 +670,22 @@ tuna_status tuna_tokenizer_encode(const tuna_tokenizer *tok, const char *text, s
         s = tuna_ids_reserve(ids, ids->len + len / 4 + 16, err);
     }
     if (s == TUNA_OK)
-        s = tok->has_raw_added ? split_added(&st, text, len, 0, normalize_piece, err)
-                               : normalize_piece(&st, text, len, err);
+        s = tok->has_raw_added && !plain ? split_added(&st, text, len, 0, normalize_piece, err)
+                                         : normalize_piece(&st, text, len, err);
     pcre2_match_data_free(st.match);
     tuna_bpe_scratch_free(&st.bpe);
     free(repaired);
     return s;
+}
+
+tuna_status tuna_tokenizer_encode(const tuna_tokenizer *tok, const char *text, size_t len, tuna_ids *ids,
+                                  tuna_error *err) {
+    return encode(tok, text, len, 0, ids, err);
+}
+
+tuna_status tuna_tokenizer_encode_plain(const tuna_tokenizer *tok, const char *text, size_t len, tuna_ids *ids,
+                                        tuna_error *err) {
+    return encode(tok, text, len, 1, ids, err);
 }
 
 /* ---- decoding ------------------------------------------------------------ */

@@ -57,6 +57,12 @@ void tuna_tokenizer_free(tuna_tokenizer *tok);
 tuna_status tuna_tokenizer_encode(const tuna_tokenizer *tok, const char *text, size_t len,
                                   tuna_ids *ids, tuna_error *err);
 
+/* The same with no added token cut out first: "<|im_start|>" in the text is
+ * the ordinary characters, never the control token (what a server does with
+ * text a user sends; HF's split_special_tokens=True for the special ones). */
+tuna_status tuna_tokenizer_encode_plain(const tuna_tokenizer *tok, const char *text, size_t len, tuna_ids *ids,
+                                        tuna_error *err);
+
 /* Decode ids to UTF-8: the bytes of each token concatenated, then invalid UTF-8
  * replaced with U+FFFD (HF's ByteLevel decoder, from_utf8_lossy). With
  * skip_special, special added tokens are left out (HF's skip_special_tokens).
