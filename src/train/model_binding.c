@@ -95,7 +95,7 @@ static void binding_destroy(void *ctx) {
     free(b);
 }
 
-/* One sequence: gradients into gmodel's buffers, activations in ws. */
+/* One sequence: gradients into gmodel's buffers (NULL: losses only), activations in ws. */
 static tuna_status sample_loss_grad(binding *b, const tuna_model *gmodel, tuna_workspace *ws,
                                     const tuna_threads *pool, const tuna_train_sample *s, float grad_scale,
                                     tuna_loss_values *out, tuna_error *err) {
@@ -133,6 +133,11 @@ static tuna_status sample_loss_grad(binding *b, const tuna_model *gmodel, tuna_w
     out->ce_tokens = losses.ce_tokens;
     out->flow_elements = losses.flow_elements;
     return TUNA_OK;
+}
+
+static tuna_status binding_loss(void *ctx, const tuna_train_sample *s, tuna_loss_values *out, tuna_error *err) {
+    binding *b = ctx;
+    return sample_loss_grad(b, NULL, &b->workspace, &b->threads, s, 1.0f, out, err);
 }
 
 static tuna_status binding_loss_grad(void *ctx, const tuna_train_sample *s, float grad_scale, tuna_loss_values *out,
@@ -278,6 +283,7 @@ tuna_status tuna_train_model_bind(const tuna_config *config, tuna_param_table *p
     out->ctx = b;
     out->loss_and_grad = binding_loss_grad;
     out->loss_and_grad_batch = binding_loss_grad_batch;
+    out->loss = binding_loss;
     out->destroy = binding_destroy;
     out->name = "tuna2";
     return TUNA_OK;

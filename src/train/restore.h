@@ -25,6 +25,7 @@
 #include "core/rng.h"
 #include "model/config.h"
 #include "model/tuna2.h"
+#include "train/train_options.h"
 
 #define TUNA_RESTORE_THRESHOLD 1.2 /* spectral excess between fresh (~1) and trained (> 1.4) */
 
@@ -81,5 +82,41 @@ tuna_status tuna_restore_units(const tuna_config *c, char (**prefixes)[64], int 
 
 /* 1 when name belongs to unit prefix ("prefix." or exactly prefix). */
 int tuna_restore_in_unit(const char *name, const char *prefix);
+
+/* ---- the restoration run (restore_run.c) ---- */
+
+#define TUNA_RESTORE_MAX_UNITS 64
+
+typedef struct {
+    tuna_train_options train;   /* tuna train's keys; train.model = the damaged model, trainer.output_dir = OUT */
+    const char *layers[TUNA_RESTORE_MAX_UNITS]; /* given units (skip detection) */
+    int layer_count;
+    int neutralize;             /* 1: zero the damaged units' output projections and adaLN first */
+    double max_minutes;         /* wall-clock budget of the training (0: max_steps only) */
+    int probe_samples;          /* sequences of the probe loss (drawn with a seed of their own) */
+} tuna_restore_options;
+
+/* Restoration defaults on top of tuna train's: lr from the model's width
+ * (learning_rate -1 until the model is known), warmup 10, no EMA, a
+ * checkpoint every 50 steps (resumable), max_steps unbounded (the budget). */
+void tuna_restore_options_default(tuna_restore_options *o);
+
+typedef struct {
+    char units[TUNA_RESTORE_MAX_UNITS][64]; /* restored unit prefixes */
+    int unit_count;
+    double learning_rate;
+    int64_t trainable, steps, tokens;
+    double seconds, peak_rss_mib;
+    int probe_samples;
+    double loss_damaged, loss_start, loss_restored; /* probe loss: as given, after neutralising, at the end */
+} tuna_restore_result;
+
+/* Detect (or take) the units, neutralise them, train only them (everything
+ * else frozen: no gradient or optimizer state) on the streams of o->train
+ * within the budget, and write OUT: model.safetensors, config.json, the
+ * tokenizer (copied from tokenizer_path when given), restore_report.json, and
+ * run/ (the resumable training checkpoints: running again continues). */
+tuna_status tuna_restore_run(tuna_restore_options *o, const tuna_tokenizer *tok, const char *tokenizer_path,
+                             tuna_restore_result *r, tuna_error *err);
 
 #endif

@@ -187,15 +187,20 @@ tuna_status tuna_trainer_run(const tuna_trainer_config *config, tuna_param_table
         if (!config->quiet && (config->log_every <= 1 || step_done % config->log_every == 0 ||
                                step_done == config->max_steps)) {
             char eta[32];
-            format_duration((t1 - t0) / (double)done_here * (double)(config->max_steps - step_done), eta, sizeof eta);
+            double left = (t1 - t0) / (double)done_here * (double)(config->max_steps - step_done);
+            if (config->max_seconds > 0) left = fmin(left, fmax(config->max_seconds - (t1 - t0), 0));
+            format_duration(left, eta, sizeof eta);
             fprintf(stderr,
                     "step %" PRId64 "/%" PRId64 " | %-4s | loss %.4f (ce %s flow %s) | lr %.3g | gnorm %.3g | "
                     "%.0f tok/s | eta %s\n",
                     step_done, config->max_steps, tuna_task_name(ss.task), ss.loss, ce, flow, lr, norm, tps, eta);
         }
         res.last_loss = ss.loss;
+        res.tokens += ss.tokens;
         res.final_step = step_done;
-        int save = (config->save_every > 0 && step_done % config->save_every == 0) || step_done == config->max_steps;
+        int out_of_time = config->max_seconds > 0 && t1 - t0 >= config->max_seconds;
+        int save = (config->save_every > 0 && step_done % config->save_every == 0) || step_done == config->max_steps ||
+                   out_of_time;
         if (save) {
             tuna_train_state cs = {step_done, opt.ema_updates, res.skipped_updates, data_state};
             st = tuna_train_checkpoint_save(config->output_dir, params, &cs, model_config, config->save_bf16,
@@ -204,6 +209,10 @@ tuna_status tuna_trainer_run(const tuna_trainer_config *config, tuna_param_table
             if (!config->quiet) fprintf(stderr, "saved %s/checkpoint-%08" PRId64 "\n", config->output_dir, step_done);
         }
         if (config->stop_after > 0 && done_here >= config->stop_after) break;
+        if (out_of_time) {
+            if (!config->quiet) fprintf(stderr, "time budget of %.0f s reached at step %" PRId64 "\n", config->max_seconds, step_done);
+            break;
+        }
     }
     tuna_data_close(data);
     fclose(metrics);

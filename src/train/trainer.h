@@ -54,6 +54,8 @@ typedef struct {
     void *ctx;
     tuna_loss_grad_fn loss_and_grad;
     tuna_loss_grad_batch_fn loss_and_grad_batch; /* may be NULL */
+    /* The losses of one sequence without gradients (probes, evaluation). */
+    tuna_status (*loss)(void *ctx, const tuna_train_sample *sample, tuna_loss_values *out, tuna_error *err);
     void (*destroy)(void *ctx); /* may be NULL */
     const char *name;           /* for the log */
 } tuna_train_model;
@@ -77,6 +79,7 @@ typedef struct {
     int quiet;                /* no progress lines */
     int resume;               /* 1: continue from the latest complete checkpoint in output_dir (default) */
     int64_t stop_after;       /* testing: return after this many steps in this call (0: no limit) */
+    double max_seconds;       /* budget of this call: stop (and save) after the step that reaches it (0: none) */
     const tuna_threads *threads; /* runs the optimizer's element-wise passes (NULL: serial; same results) */
 } tuna_trainer_config;
 
@@ -87,6 +90,7 @@ typedef struct {
     int64_t final_step;
     int64_t skipped_updates;  /* non-finite gradient norms */
     double last_loss;
+    int64_t tokens;           /* sequence positions trained on in this call */
 } tuna_trainer_result;
 
 /* Run (or resume) training. params must be set up (tuna_param_table_setup_training,
