@@ -44,6 +44,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# the playground page is embedded by .incbin (src/serve/playground.c)
+$(BUILD)/src/serve/playground.o: src/serve/playground.html
+
 $(BUILD)/libtuna.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

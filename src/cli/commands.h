@@ -26,5 +26,6 @@ int cli_cmd_train(int argc, char **argv);
 int cli_cmd_plot(int argc, char **argv);
 int cli_cmd_eval(int argc, char **argv);
 int cli_cmd_quantize(int argc, char **argv);
+int cli_cmd_serve(int argc, char **argv);
 
 #endif
