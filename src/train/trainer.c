@@ -46,27 +46,38 @@ static tuna_status make_dirs(const char *path, tuna_error *err) {
 }
 
 /* metrics.jsonl keeps only the steps <= keep_step (a killed run may have
- * logged steps past its last checkpoint; they are redone). */
+ * logged steps past its last checkpoint; they are redone). Rewritten
+ * atomically: a kill during the rewrite leaves the old file. */
+typedef struct {
+    const char *text;
+    size_t size;
+    int64_t keep_step;
+} metrics_trim;
+
+static tuna_status write_trimmed_metrics(FILE *out, void *ctx, tuna_error *err) {
+    const metrics_trim *t = ctx;
+    const char *text = t->text;
+    for (const char *line = text; line < text + t->size;) {
+        const char *nl = memchr(line, '\n', (size_t)(text + t->size - line));
+        if (!nl) break; /* a torn last line is dropped */
+        long long step = -1;
+        if (sscanf(line, "{\"step\": %lld", &step) == 1 && step <= t->keep_step &&
+            fwrite(line, 1, (size_t)(nl - line + 1), out) != (size_t)(nl - line + 1))
+            return tuna_fail(err, TUNA_ERR_IO, "write failed");
+        line = nl + 1;
+    }
+    return TUNA_OK;
+}
+
 static tuna_status trim_metrics(const char *path, int64_t keep_step, tuna_error *err) {
     char *text = NULL;
     size_t size = 0;
     if (access(path, F_OK) != 0) return TUNA_OK;
     TUNA_TRY(tuna_read_file(path, (size_t)1 << 32, &text, &size, err));
-    FILE *out = fopen(path, "w");
-    if (!out) {
-        free(text);
-        return tuna_fail(err, TUNA_ERR_IO, "cannot rewrite %s: %s", path, strerror(errno));
-    }
-    for (char *line = text; line < text + size;) {
-        char *nl = memchr(line, '\n', (size_t)(text + size - line));
-        if (!nl) break; /* a torn last line is dropped */
-        long long step = -1;
-        if (sscanf(line, "{\"step\": %lld", &step) == 1 && step <= keep_step) fwrite(line, 1, (size_t)(nl - line + 1), out);
-        line = nl + 1;
-    }
+    metrics_trim t = {text, size, keep_step};
+    tuna_status s = tuna_write_file_atomic(path, write_trimmed_metrics, &t, err);
     free(text);
-    if (fclose(out) != 0) return tuna_fail(err, TUNA_ERR_IO, "cannot rewrite %s", path);
-    return TUNA_OK;
+    return s;
 }
 
 static void format_duration(double s, char *buf, size_t n) {
