@@ -430,6 +430,27 @@ static const char *enter_phases(tuna_serve_engine *e, slot *s) {
 
 static int is_stop_id(const tuna_serve_engine *e, int id) { return id == e->stop_ids[0] || id == e->stop_ids[1]; }
 
+/* Tokens the phases after the current one need at least: their forced text
+ * (a token holds at least one byte) and, while the tool's name is being
+ * written, the shortest arguments of any tool. */
+static int later_reserve(const slot *s) {
+    int r = 0;
+    for (int k = s->ph + 1; k < s->n_phases; k++) {
+        const phase *p = &s->phases[k];
+        if (p->kind == PH_FORCE) r += (int)strlen(p->text);
+        if (p->kind == PH_ARGS) {
+            int most = 0;
+            for (int t = 0; t < s->job->tool_count; t++) {
+                tuna_json_matcher m;
+                tuna_json_matcher_init(&m, s->job->tool_schemas[t]);
+                if (tuna_json_close_bytes(&m) > most) most = tuna_json_close_bytes(&m);
+            }
+            r += most;
+        }
+    }
+    return r;
+}
+
 /* After a forward: choose the slot's next token(s). Returns the reason to finish, or NULL. */
 static const char *advance(tuna_serve_engine *e, slot *s) {
     phase *p = &s->phases[s->ph];
@@ -448,7 +469,7 @@ static const char *advance(tuna_serve_engine *e, slot *s) {
     }
     /* constrained: only tokens that keep the JSON valid; the end token once it may end */
     int can_end = tuna_json_matcher_can_end(&s->matcher);
-    int budget = s->limit - s->generated;
+    int budget = s->limit - s->generated - later_reserve(s);
     int finishing = budget <= tuna_json_close_bytes(&s->matcher) + 4;
     int allowed = tuna_json_allowed_tokens(&s->matcher, e->tok, V, e->allowed, finishing ? e->close_after : NULL);
     if (can_end && e->stop_ids[0] >= 0) {
