@@ -204,6 +204,35 @@ TEST(dequantize_avx2_is_scalar) {
     free(w), free(a), free(b);
 }
 
+/* x quantised per block of 32: d = amax/127, q = round(x/d), sums per 16;
+ * NaN or inf poisons its block's scale instead of vanishing. */
+TEST(activation_quantisation) {
+    float x[96];
+    for (int i = 0; i < 96; i++) x[i] = grand() * (i == 40 ? 9.0f : 1.0f);
+    tuna_q8_act a;
+    REQUIRE(tuna_q8_act_quantize(&a, x, 1, 96, NULL) == TUNA_OK, "quantise");
+    for (int b = 0; b < 3; b++) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[32 * b + i]));
+        CHECK(a.d[b] == amax / 127.0f, "block %d scale", b);
+        int s0 = 0, s1 = 0;
+        for (int i = 0; i < 32; i++) {
+            int want = (int)nearbyintf(x[32 * b + i] * (1.0f / a.d[b]));
+            CHECK(a.q[32 * b + i] == want, "q[%d] = %d, want %d", 32 * b + i, a.q[32 * b + i], want);
+            if (i < 16) s0 += want;
+            else s1 += want;
+        }
+        CHECK(a.s16[2 * b] == s0 && a.s16[2 * b + 1] == s1, "block %d sums", b);
+        CHECK(fabsf(a.s[b] - a.d[b] * (float)(s0 + s1)) <= 1e-6f * fabsf(a.s[b]) + 1e-9f, "block %d scaled sum", b);
+    }
+    tuna_q8_act_free(&a);
+    x[70] = NAN;
+    x[3] = INFINITY;
+    REQUIRE(tuna_q8_act_quantize(&a, x, 1, 96, NULL) == TUNA_OK, "quantise");
+    CHECK(isnan(a.d[0]) && isnan(a.d[2]) && !isnan(a.d[1]), "inf and NaN poison their blocks only");
+    tuna_q8_act_free(&a);
+}
+
 TEST(refuses_bad_input) {
     float x[64];
     for (int i = 0; i < 64; i++) x[i] = 1.0f;
@@ -374,6 +403,7 @@ int main(void) {
     RUN(q6_k_layout);
     RUN(round_trip_error);
     RUN(dequantize_avx2_is_scalar);
+    RUN(activation_quantisation);
     RUN(refuses_bad_input);
     RUN(qgemv_avx2_matches_scalar);
     RUN(matmul_dispatch);

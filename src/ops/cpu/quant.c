@@ -6,8 +6,12 @@
 #include "core/dtype.h"
 #include "core/tensor.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 #include <string.h>
 
 /* ---- little helpers ------------------------------------------------------- */
@@ -478,6 +482,67 @@ void tuna_dequantize_rows(tuna_dtype type, const void *src, float *y, int64_t r0
 
 /* ---- activations ------------------------------------------------------------------ */
 
+/* One block of 32: d = amax/127, q = round-even(x/d); the sums of q over each
+ * half. A NaN or inf in the block makes d NaN (the product then shows it)
+ * and q zero. */
+static float q8_block_scalar(const float *x, int8_t *q, int *sum0, int *sum1) {
+    float amax = 0;
+    int bad = 0;
+    for (int i = 0; i < TUNA_Q8_BLOCK; i++) {
+        float a = fabsf(x[i]);
+        bad |= !(a <= FLT_MAX);
+        amax = a > amax ? a : amax;
+    }
+    float d = amax / 127.0f, id = d != 0.0f && !bad ? 1.0f / d : 0.0f;
+    *sum0 = *sum1 = 0;
+    for (int i = 0; i < TUNA_Q8_BLOCK; i++) {
+        q[i] = bad ? 0 : (int8_t)clamp_int(round_even(x[i] * id), -127, 127);
+        *(i < 16 ? sum0 : sum1) += q[i];
+    }
+    return bad ? NAN : d;
+}
+
+#if defined(__AVX2__)
+/* The same in AVX2: the same float operations (|x| max, amax/127, 1/d, x*id,
+ * round to nearest even), so the same bytes. */
+static float q8_block(const float *x, int8_t *q, int *sum0, int *sum1) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4], m = _mm256_setzero_ps();
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_loadu_ps(x + 8 * i);
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[i]));
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float amax = _mm_cvtss_f32(h);
+    if (!(amax <= FLT_MAX)) return q8_block_scalar(x, q, sum0, sum1); /* inf; max_ps may drop a NaN: check */
+    for (int i = 0; i < TUNA_Q8_BLOCK; i++)
+        if (x[i] != x[i]) return q8_block_scalar(x, q, sum0, sum1);
+    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    __m256 vid = _mm256_set1_ps(id);
+    __m256i r[4];
+    for (int i = 0; i < 4; i++) r[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], vid)); /* nearest even */
+    /* |x*id| <= 127 up to rounding: saturating packs keep -127..127 */
+    __m256i p16a = _mm256_packs_epi32(r[0], r[1]), p16b = _mm256_packs_epi32(r[2], r[3]);
+    /* the packs work per 128-bit lane: 4-byte groups come out as r0 r1 r2 r3 (low
+     * halves), r0 r1 r2 r3 (high halves); put them back in order */
+    __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+    p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    p8 = _mm256_max_epi8(p8, _mm256_set1_epi8(-127));
+    _mm256_storeu_si256((__m256i *)q, p8);
+    __m256i s = _mm256_add_epi32(r[0], r[1]), t = _mm256_add_epi32(r[2], r[3]);
+    int lo[8], hi[8];
+    _mm256_storeu_si256((__m256i *)lo, s);
+    _mm256_storeu_si256((__m256i *)hi, t);
+    *sum0 = lo[0] + lo[1] + lo[2] + lo[3] + lo[4] + lo[5] + lo[6] + lo[7];
+    *sum1 = hi[0] + hi[1] + hi[2] + hi[3] + hi[4] + hi[5] + hi[6] + hi[7];
+    return d;
+}
+#else
+#define q8_block q8_block_scalar
+#endif
+
 tuna_status tuna_q8_act_quantize(tuna_q8_act *a, const float *x, int64_t rows, int64_t K, tuna_error *err) {
     memset(a, 0, sizeof *a);
     if (rows < 0 || K <= 0 || K % TUNA_Q8_BLOCK)
@@ -495,20 +560,8 @@ tuna_status tuna_q8_act_quantize(tuna_q8_act *a, const float *x, int64_t rows, i
     a->rows = rows;
     a->K = K;
     for (int64_t b = 0; b < blocks; b++) {
-        const float *xb = x + b * TUNA_Q8_BLOCK;
-        int8_t *qb = a->q + b * TUNA_Q8_BLOCK;
-        float amax = 0;
-        for (int i = 0; i < TUNA_Q8_BLOCK; i++) amax = fmaxf(amax, fabsf(xb[i]));
-        /* a NaN or inf input stays visible: the block's scale becomes NaN */
-        float d = amax / 127.0f, id = d != 0.0f && isfinite(d) ? 1.0f / d : 0.0f;
-        int sum0 = 0, sum1 = 0;
-        for (int i = 0; i < TUNA_Q8_BLOCK; i++) {
-            int q = round_even(xb[i] * id);
-            qb[i] = (int8_t)clamp_int(q, -127, 127);
-            if (i < 16) sum0 += qb[i];
-            else sum1 += qb[i];
-        }
-        if (!isfinite(amax)) d = NAN;
+        int sum0, sum1;
+        float d = q8_block(x + b * TUNA_Q8_BLOCK, a->q + b * TUNA_Q8_BLOCK, &sum0, &sum1);
         a->d[b] = d;
         a->s[b] = d * (float)(sum0 + sum1);
         a->s16[2 * b] = (int16_t)sum0;
