@@ -27,13 +27,13 @@ typedef struct {
     size_t body_len;
 } http_response;
 
-static void http_response_free(http_response *r) {
+static inline void http_response_free(http_response *r) {
     free(r->head);
     free(r->body);
     memset(r, 0, sizeof *r);
 }
 
-static int http_connect(int port) {
+static inline int http_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -47,7 +47,7 @@ static int http_connect(int port) {
     return fd;
 }
 
-static int http_write_all(int fd, const char *p, size_t n) {
+static inline int http_write_all(int fd, const char *p, size_t n) {
     while (n) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR) continue;
@@ -59,7 +59,7 @@ static int http_write_all(int fd, const char *p, size_t n) {
 }
 
 /* Send a request; extra_headers is "" or lines each ending in \r\n. */
-static int http_send(int fd, const char *method, const char *path, const char *extra_headers,
+static inline int http_send(int fd, const char *method, const char *path, const char *extra_headers,
                      const char *content_type, const char *body, size_t body_len) {
     char head[2048];
     int n = snprintf(head, sizeof head, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s", method, path,
@@ -73,7 +73,7 @@ static int http_send(int fd, const char *method, const char *path, const char *e
 }
 
 /* Read to the end (or timeout_ms of silence); split head and body. */
-static int http_read_response(int fd, int timeout_ms, http_response *out) {
+static inline int http_read_response(int fd, int timeout_ms, http_response *out) {
     memset(out, 0, sizeof *out);
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap);
@@ -112,7 +112,7 @@ static int http_read_response(int fd, int timeout_ms, http_response *out) {
     return 0;
 }
 
-static int http_request_full(int port, const char *method, const char *path, const char *extra_headers,
+static inline int http_request_full(int port, const char *method, const char *path, const char *extra_headers,
                              const char *content_type, const char *body, size_t body_len, http_response *out) {
     int fd = http_connect(port);
     if (fd < 0) return -1;
@@ -122,15 +122,15 @@ static int http_request_full(int port, const char *method, const char *path, con
     return rc;
 }
 
-static int http_post_json(int port, const char *path, const char *json, http_response *out) {
+static inline int http_post_json(int port, const char *path, const char *json, http_response *out) {
     return http_request_full(port, "POST", path, "", "application/json", json, strlen(json), out);
 }
 
-static int http_get(int port, const char *path, http_response *out) {
+static inline int http_get(int port, const char *path, http_response *out) {
     return http_request_full(port, "GET", path, "", NULL, NULL, 0, out);
 }
 
-static double client_now(void) {
+static inline double client_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
@@ -148,20 +148,22 @@ typedef struct {
     int loaded;
 } serve_fixture;
 
-static int serve_fixture_load(serve_fixture *f) {
+static inline int serve_fixture_load(serve_fixture *f) {
     memset(f, 0, sizeof *f);
     tuna_error err = {0};
     if (tuna_load_model_and_tokenizer("models/tuna2-small", NULL, &f->model, &f->tok, &err) != TUNA_OK) {
         fprintf(stderr, "  loading the bundled model: %s\n", err.message);
         return -1;
     }
-    tuna_threads_init(&f->pool, 0);
+    /* one compute thread: the tests measure no speed, and a second OpenMP thread on a
+     * busy machine makes every barrier wait for a time slice */
+    tuna_threads_init(&f->pool, 1);
     f->loaded = 1;
     return 0;
 }
 
 /* Start an engine and a server on a free loopback port. opts may be NULL (defaults). */
-static int serve_fixture_start(serve_fixture *f, int slots, int queue, const tuna_server_options *opts) {
+static inline int serve_fixture_start(serve_fixture *f, int slots, int queue, const tuna_server_options *opts) {
     tuna_server_options o;
     if (opts) o = *opts;
     else tuna_server_default_options(&o);
@@ -181,14 +183,14 @@ static int serve_fixture_start(serve_fixture *f, int slots, int queue, const tun
     return 0;
 }
 
-static void serve_fixture_stop(serve_fixture *f) {
+static inline void serve_fixture_stop(serve_fixture *f) {
     tuna_server_stop(f->server);
     tuna_serve_engine_stop(f->engine);
     f->server = NULL;
     f->engine = NULL;
 }
 
-static void serve_fixture_free(serve_fixture *f) {
+static inline void serve_fixture_free(serve_fixture *f) {
     if (f->server || f->engine) serve_fixture_stop(f);
     if (f->loaded) {
         tuna_tokenizer_free(f->tok);

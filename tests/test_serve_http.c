@@ -296,7 +296,9 @@ TEST(json_formats) {
         cJSON *resp = post_ok("/v1/chat/completions", body, &st);
         REQUIRE(st == 200, "status");
         const char *c = message_content(resp, 0);
-        CHECK(c && (k < 2 ? valid_against(schema, c) : cJSON_IsObject(cJSON_Parse(c))), "json %d: %s", k, c);
+        cJSON *parsed = c ? cJSON_Parse(c) : NULL;
+        CHECK(c && (k < 2 ? valid_against(schema, c) : cJSON_IsObject(parsed)), "json %d: %s", k, c);
+        cJSON_Delete(parsed);
         cJSON_Delete(resp);
     }
     int st;
@@ -580,7 +582,11 @@ TEST(load_waves_keep_memory) {
         rss[wave + 1] = rss_kb();
     }
     printf("  RSS: start %ld kB, after wave 1 %ld kB, after wave 2 %ld kB\n", rss[0], rss[1], rss[2]);
+#if defined(__SANITIZE_ADDRESS__)
+    printf("  (AddressSanitizer's quarantine holds freed memory: RSS is not compared)\n");
+#else
     CHECK(rss[2] - rss[1] < 4096, "the second wave grew RSS by %ld kB", rss[2] - rss[1]);
+#endif
 }
 
 /* Bounded queue: one slot, one waiting request; the third gets 429 with Retry-After. */

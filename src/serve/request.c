@@ -32,7 +32,7 @@ tuna_status tuna_serve_fail(tuna_serve_error *e, int status, const char *type, c
     e->status = status;
     e->type = type;
     e->code = code;
-    e->param = param;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e->error.message, sizeof e->error.message, fmt, ap);
@@ -51,7 +51,7 @@ char *tuna_serve_error_json(const tuna_serve_error *e) {
     cJSON_AddItemToObject(root, "error", o);
     cJSON_AddStringToObject(o, "message", e->error.message[0] ? e->error.message : "error");
     cJSON_AddStringToObject(o, "type", e->type ? e->type : "invalid_request_error");
-    if (e->param) cJSON_AddStringToObject(o, "param", e->param);
+    if (e->param[0]) cJSON_AddStringToObject(o, "param", e->param);
     else cJSON_AddNullToObject(o, "param");
     if (e->code) cJSON_AddStringToObject(o, "code", e->code);
     else cJSON_AddNullToObject(o, "code");

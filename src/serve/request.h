@@ -37,7 +37,7 @@ typedef struct {
     int status;       /* HTTP status */
     const char *type; /* "invalid_request_error", "authentication_error", ... */
     const char *code; /* NULL or a short code ("context_length_exceeded") */
-    const char *param;
+    char param[64];   /* "" or the request field at fault (copied) */
     tuna_error error; /* the message */
 } tuna_serve_error;
 
