@@ -10,6 +10,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -857,6 +858,10 @@ static mhd_result handler(void *cls, struct MHD_Connection *c, const char *url, 
         ctx = calloc(1, sizeof *ctx);
         if (!ctx) return MHD_NO;
         *con_cls = ctx;
+        /* streamed tokens are small writes: send each at once (no Nagle wait for an ACK) */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        int one = 1;
+        if (ci) setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         /* refuse what needs no body before reading one */
         int protected = strncmp(url, "/v1/", 4) == 0 || strcmp(url, "/metrics") == 0;
         if (protected && !authorized(s, c)) {
