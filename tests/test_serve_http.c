@@ -624,7 +624,16 @@ TEST(queue_and_key) {
     char buf[256];
     REQUIRE(recv(a, buf, sizeof buf, 0) > 0, "first running");
     http_send(b, "POST", "/v1/chat/completions", hdr, "application/json", longb, strlen(longb));
-    usleep(100000); /* b is queued */
+    /* wait until b is queued behind a */
+    int queued = 0;
+    for (int i = 0; i < 250 && !queued; i++) {
+        http_response m;
+        if (http_request_full(F.port, "GET", "/metrics", hdr, NULL, NULL, 0, &m) == 0)
+            queued = strstr(m.body, "\ntuna_queue_length 1\n") != NULL;
+        http_response_free(&m);
+        if (!queued) usleep(20000);
+    }
+    CHECK(queued, "the second request waits in the queue");
     REQUIRE(http_request_full(F.port, "POST", "/v1/chat/completions", hdr, "application/json", body, strlen(body), &r) ==
                 0,
             "third");
