@@ -153,6 +153,20 @@ TEST(quantized_models) {
             tuna_tokenizer_free(qt);
             tuna_model_free(&q);
         }
+        /* tuna bench on the quantised model: the llama-bench figures, as JSON */
+        char cmd[8192], json[400], text[4096];
+        snprintf(json, sizeof json, "%s/bench.json", work);
+        snprintf(cmd, sizeof cmd, "%s bench -m %s -t 1 --prompt 16 --decode 4 --gen-size 32 --gen-steps 1 --reps 1 "
+                                  "--json %s > /dev/null", tuna_bin, dir, json);
+        CHECK(system(cmd) == 0, "tuna bench on %s", dir);
+        FILE *f = fopen(json, "r");
+        size_t got = f ? fread(text, 1, sizeof text - 1, f) : 0;
+        text[got] = '\0';
+        if (f) fclose(f);
+        CHECK(strstr(text, "\"prefill_tokens_per_s\"") && strstr(text, "\"decode_tokens_per_s\"") &&
+                  strstr(text, "\"generation_step_s\"") && strstr(text, cases[c].type[1] == '8' ? "Q8_0" : "Q5_0"),
+              "bench JSON: %s", text);
+        unlink(json);
         unlink(file);
         rmdir(dir);
     }

@@ -26,6 +26,7 @@ int cli_cmd_train(int argc, char **argv);
 int cli_cmd_plot(int argc, char **argv);
 int cli_cmd_eval(int argc, char **argv);
 int cli_cmd_quantize(int argc, char **argv);
+int cli_cmd_bench(int argc, char **argv);
 int cli_cmd_serve(int argc, char **argv);
 
 #endif

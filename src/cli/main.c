@@ -17,6 +17,7 @@ static const cli_command commands[] = {
     {"tokenize", cli_cmd_tokenize, "text <-> token ids, JSON lines on stdin and stdout"},
     {"train", cli_cmd_train, "train / fine-tune on JSONL streams (resumable checkpoints, metrics.jsonl)"},
     {"plot", cli_cmd_plot, "draw the loss curves of a metrics.jsonl into a PNG"},
+    {"bench", cli_cmd_bench, "prefill / decode tokens/s and seconds per generation step of a model (as llama-bench)"},
     {"quantize", cli_cmd_quantize, "write a model as one GGUF file in a quantised type (q8_0, q4_k, q6_k, ...)"},
     {"serve", cli_cmd_serve, "an OpenAI-compatible HTTP server: chat with images, tools, image generation"},
     {"eval", cli_cmd_eval, "measure a model on a task file (understanding, generation, editing, reconstruction)"},
