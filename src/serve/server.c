@@ -151,9 +151,10 @@ typedef struct {
     int rejected; /* a response was queued before the body */
 } conn_ctx;
 
-static void log_line(const tuna_server *s, const char *method, const char *url, int status, double t0) {
+static void log_line(const tuna_server *s, const char *method, const char *url, int answered, double t0) {
     if (!s->o.log) return;
-    fprintf(stderr, "tuna serve: %s %s %d %.3fs\n", method, url, status, tuna_serve_now() - t0);
+    fprintf(stderr, "tuna serve: %s %s %s %.3fs\n", method, url, answered ? "answered" : "closed",
+            tuna_serve_now() - t0);
 }
 
 static mhd_result send_text(struct MHD_Connection *c, int status, const char *type, char *text, size_t len,
@@ -934,7 +935,7 @@ static mhd_result handler(void *cls, struct MHD_Connection *c, const char *url, 
     } else {
         r = fail(s, c, 404, "invalid_request_error", "not_found", "no route %s %s", method, url);
     }
-    log_line(s, method, url, r == MHD_YES ? 200 : 0, t0);
+    log_line(s, method, url, r == MHD_YES, t0);
     return r;
 }
 
