@@ -7,7 +7,7 @@
  *    32 MB L3, so the weights come from DRAM as in a model's decode step):
  *    GB/s of weight bytes and the fraction of the machine's read bandwidth
  *    (the roofline), beside OpenBLAS sgemm on the same shapes in f32.
- * 2. Prefill GEMM (M = 512) on one copy: the quantised product both ways
+ * 2. GEMM (M = 16, 64, 512 rows of x) on one copy: the quantised product both ways
  *    (integer dots over 8-bit x, and blocks of W dequantised for OpenBLAS),
  *    our bf16 path and OpenBLAS f32, in GFLOP/s. */
 #include "core/dtype.h"
@@ -114,9 +114,11 @@ int main(int argc, char **argv) {
         for (int c = 0; c < copies; c++) tuna_tensor_free(&mats[c]);
     }
 
-    int64_t M = quick ? 128 : 512;
+    const int64_t Ms[] = {16, 64, 512};
+    for (int mi = 0; mi < 3; mi++) {
+    int64_t M = quick ? Ms[mi] / 4 : Ms[mi];
     double flop = 2.0 * (double)M * (double)N * (double)K;
-    printf("\nprefill GEMM, M = %lld (GFLOP/s = 2MNK / time, best of 3):\n", (long long)M);
+    printf("\nGEMM, M = %lld rows of x (GFLOP/s = 2MNK / time, best of 3):\n", (long long)M);
     printf("%-6s %12s %12s\n", "type", "int-dots", "dequant+sgemm");
     for (int t = 0; t < NTYPES; t++) {
         tuna_dtype dt = types[t].dtype;
@@ -141,6 +143,7 @@ int main(int argc, char **argv) {
         else
             printf("%-6s %12s %12.1f   (our %s path)\n", types[t].name, "-", flop / best[1] / 1e9, types[t].name);
         tuna_tensor_free(&w);
+    }
     }
     bench_print_load("end", &pool);
     free(mats);
