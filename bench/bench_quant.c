@@ -38,6 +38,40 @@ static void die(const char *what, const tuna_error *err) {
     exit(1);
 }
 
+/* GFLOP/s of y = x W^T for M rows of x, per type: quantised both ways. */
+static void gemm_table(int64_t M, int64_t N, int64_t K, const float *wf, const float *x, float *y,
+                       const tuna_threads *pool) {
+    double flop = 2.0 * (double)M * (double)N * (double)K;
+    int64_t shape[2] = {N, K};
+    tuna_error err = {0};
+    printf("\nGEMM, M = %lld rows of x (GFLOP/s = 2MNK / time, best of 3):\n", (long long)M);
+    printf("%-6s %12s %12s\n", "type", "int-dots", "dequant+sgemm");
+    for (int t = 0; t < NTYPES; t++) {
+        tuna_dtype dt = types[t].dtype;
+        tuna_tensor w;
+        if (tuna_tensor_alloc(&w, dt, 2, shape, &err) != TUNA_OK) die("alloc", &err);
+        if (tuna_quantize_rows(dt, wf, w.data, N, K, pool, &err) != TUNA_OK) die("quantize", &err);
+        double best[2] = {1e30, 1e30};
+        for (int path = 0; path < 2; path++) {
+            if (!tuna_dtype_is_quantized(dt) && path == 0) continue;
+            for (int rep = 0; rep < 3; rep++) {
+                double t0 = bench_now();
+                tuna_status s = tuna_dtype_is_quantized(dt)
+                                    ? tuna_qmm(y, x, w.data, dt, NULL, M, N, K, path ? TUNA_QMM_SGEMM : TUNA_QMM_INT, pool, &err)
+                                    : tuna_matmul_forward(y, x, &w, NULL, M, K, pool, &err);
+                if (s != TUNA_OK) die("matmul", &err);
+                double seconds = bench_now() - t0;
+                if (seconds < best[path]) best[path] = seconds;
+            }
+        }
+        if (tuna_dtype_is_quantized(dt))
+            printf("%-6s %12.1f %12.1f\n", types[t].name, flop / best[0] / 1e9, flop / best[1] / 1e9);
+        else
+            printf("%-6s %12s %12.1f   (our %s path)\n", types[t].name, "-", flop / best[1] / 1e9, types[t].name);
+        tuna_tensor_free(&w);
+    }
+}
+
 int main(int argc, char **argv) {
     int quick = 0;
     int64_t N = 4096, K = 4096;
@@ -115,36 +149,7 @@ int main(int argc, char **argv) {
     }
 
     const int64_t Ms[] = {16, 64, 512};
-    for (int mi = 0; mi < 3; mi++) {
-    int64_t M = quick ? Ms[mi] / 4 : Ms[mi];
-    double flop = 2.0 * (double)M * (double)N * (double)K;
-    printf("\nGEMM, M = %lld rows of x (GFLOP/s = 2MNK / time, best of 3):\n", (long long)M);
-    printf("%-6s %12s %12s\n", "type", "int-dots", "dequant+sgemm");
-    for (int t = 0; t < NTYPES; t++) {
-        tuna_dtype dt = types[t].dtype;
-        tuna_tensor w;
-        if (tuna_tensor_alloc(&w, dt, 2, shape, &err) != TUNA_OK) die("alloc", &err);
-        if (tuna_quantize_rows(dt, wf, w.data, N, K, &pool, &err) != TUNA_OK) die("quantize", &err);
-        double best[2] = {1e30, 1e30};
-        for (int path = 0; path < 2; path++) {
-            if (!tuna_dtype_is_quantized(dt) && path == 0) continue;
-            for (int rep = 0; rep < 3; rep++) {
-                double t0 = bench_now();
-                tuna_status s = tuna_dtype_is_quantized(dt)
-                                    ? tuna_qmm(y, x, w.data, dt, NULL, M, N, K, path ? TUNA_QMM_SGEMM : TUNA_QMM_INT, &pool, &err)
-                                    : tuna_matmul_forward(y, x, &w, NULL, M, K, &pool, &err);
-                if (s != TUNA_OK) die("matmul", &err);
-                double dt_s = bench_now() - t0;
-                if (dt_s < best[path]) best[path] = dt_s;
-            }
-        }
-        if (tuna_dtype_is_quantized(dt))
-            printf("%-6s %12.1f %12.1f\n", types[t].name, flop / best[0] / 1e9, flop / best[1] / 1e9);
-        else
-            printf("%-6s %12s %12.1f   (our %s path)\n", types[t].name, "-", flop / best[1] / 1e9, types[t].name);
-        tuna_tensor_free(&w);
-    }
-    }
+    for (int mi = 0; mi < 3; mi++) gemm_table(quick ? Ms[mi] / 4 : Ms[mi], N, K, wf, x, y, &pool);
     bench_print_load("end", &pool);
     free(mats);
     free(wf);
