@@ -156,7 +156,19 @@ TEST(config_for_tiny_checkpoint_and_mismatches) {
           strstr(err.message, "lacks tensor diffusion_head_a.2."), "%s", err.message);
     wrong = c;
     wrong.llm.tie_word_embeddings = 1;
-    CHECK(tuna_config_verify_checkpoint(&wrong, ck, &extra, &err) == TUNA_OK && extra == 1, "tied: lm_head is extra");
+    CHECK(tuna_config_verify_checkpoint(&wrong, ck, &extra, &err) == TUNA_ERR_FORMAT &&
+              strstr(err.message, "tuna.lm_head.weight"),
+          "tied config, untied weights: the lm_head is an unexpected tensor (%s)", err.message);
+    wrong = c;
+    wrong.llm.num_layers = c.llm.num_layers - 1;
+    CHECK(tuna_config_verify_checkpoint(&wrong, ck, NULL, &err) == TUNA_ERR_FORMAT &&
+              strstr(err.message, "does not use") && strstr(err.message, "tuna.model.layers."),
+          "fewer layers than the weights: refused (%s)", err.message);
+    wrong = c;
+    wrong.head.num_layers = c.head.num_layers - 1;
+    CHECK(tuna_config_verify_checkpoint(&wrong, ck, NULL, &err) == TUNA_ERR_FORMAT &&
+              strstr(err.message, "diffusion_head_a."),
+          "fewer head blocks than the weights: refused (%s)", err.message);
     tuna_checkpoint_close(ck);
     /* the same weights without config.json: not official, so an error asking for it */
     REQUIRE(tuna_checkpoint_open(IO_FIXTURES "tiny/model.safetensors", &ck, &err) == TUNA_OK, "%s", err.message);

@@ -95,7 +95,7 @@ TEST(damage_detect_restore_resume) {
     CHECK(rc == 0 && out[0] == 0, "a clean model prints nothing (exit %d):\n%s", rc, out);
 
     const char *keys = "--t2i_jsonl %s/t2i.jsonl --mmu_jsonl %s/mmu.jsonl --edit_jsonl %s/edit.jsonl "
-                       "--text_jsonl %s/text.jsonl --buckets 32x32 --t2i_batch_size 2 --probe_samples 8 -t 1 -q";
+                       "--text_jsonl %s/text.jsonl --buckets 32x32 --t2i_batch_size 2 --probe_samples 8 --threads 1 -q";
     char stream_keys[1400];
     snprintf(stream_keys, sizeof stream_keys, keys, dir, dir, dir, dir);
     snprintf(args, sizeof args, "restore -m %s/damaged -o %s/restored --max_steps 24 %s", dir, dir, stream_keys);

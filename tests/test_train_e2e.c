@@ -258,7 +258,7 @@ TEST(options_flags_json_and_errors) {
     CHECK(o.freeze_count == 2 && !strcmp(o.freeze[1], "b") && o.data.streams[0].weight == 0.7, "lists");
     CHECK(o.trainer.optim.schedule == TUNA_LR_COSINE && o.trainer.resume == 0, "enum/bool");
     char *argv[] = {"train", "--learning-rate", "3e-5", "--train_only=diffusion_head_*", "-o", "x", "--buckets",
-                    "32x32,48x64", NULL};
+                    "32x32,64x48", NULL}; /* WxH, as --size everywhere */
     int help = 0;
     REQUIRE(tuna_train_options_parse(&o, 8, argv, &help, &err) == TUNA_OK, "%s", err.message);
     CHECK(o.trainer.optim.learning_rate == 3e-5 && o.train_only_count == 1 && !strcmp(o.trainer.output_dir, "x") &&

@@ -32,16 +32,18 @@ static const demo_question demo_questions[] = {
 
 typedef struct {
     const char *model, *tokenizer, *output, *negative;
-    int steps, size, threads;
+    int steps, height, width, threads, quiet;
     float cfg;
     unsigned long long seed;
 } demo_options;
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: tuna demo [-m MODEL] [-o demo.png] [--steps 30] [--cfg 3] [--seed 0]\n\n"
+    fprintf(out, "usage: tuna demo [-m MODEL] [-t TOKENIZER] [-o demo.png] [--steps 30] [--cfg 3] [--seed 0]\n"
+                 "                [--negative TEXT] [--threads N] [-q]\n\n"
                  "Generates %d images from fixed prompts into one PNG grid and prints the model's answers\n"
                  "to questions about the demo images beside the model (MODEL/demo/). Without -m it uses\n"
-                 "the bundled model. --seed N fixes every random choice.\n",
+                 "the bundled model. --seed N fixes every random choice; the negative prompt defaults to\n"
+                 "the model's recorded one (as in generate and eval).\n",
             DEMO_PROMPTS);
 }
 
@@ -51,25 +53,27 @@ static int parse(int argc, char **argv, demo_options *o) {
         {"output", required_argument, 0, 'o'}, {"steps", required_argument, 0, 's'},
         {"cfg", required_argument, 0, 'c'},    {"seed", required_argument, 0, 'r'},
         {"negative", required_argument, 0, 'N'}, {"threads", required_argument, 0, 'T'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:t:o:h", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:t:o:qh", longs, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
         case 't': o->tokenizer = optarg; break;
         case 'o': o->output = optarg; break;
-        case 's': o->steps = atoi(optarg); break;
-        case 'c': o->cfg = strtof(optarg, NULL); break;
-        case 'r': o->seed = strtoull(optarg, NULL, 10); break;
+        case 's': if (cli_int("demo", "--steps", optarg, 1, 1000, &o->steps)) return 2; break;
+        case 'c': if (cli_float("demo", "--cfg", optarg, 0, 100, &o->cfg)) return 2; break;
+        case 'r': if (cli_seed("demo", "--seed", optarg, &o->seed)) return 2; break;
         case 'N': o->negative = optarg; break;
-        case 'T': o->threads = atoi(optarg); break;
+        case 'T': if (cli_int("demo", "--threads", optarg, 1, 4096, &o->threads)) return 2; break;
+        case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: fprintf(stderr, "tuna demo: see tuna demo --help\n"); return 2;
         }
     }
-    if (o->steps < 1 || o->steps > 1000) {
-        fprintf(stderr, "tuna demo: --steps must be in [1, 1000]\n");
+    if (optind < argc) {
+        fprintf(stderr, "tuna demo: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
     return -1;
@@ -77,23 +81,23 @@ static int parse(int argc, char **argv, demo_options *o) {
 
 static int generate_one(const tuna_model *m, const tuna_tokenizer *tok, const demo_options *o, int k,
                         const tuna_threads *pool, tuna_image *out) {
-    int size = o->size;
+    int h = o->height, w = o->width;
     tuna_ids cond = {0}, uncond = {0};
     tuna_error err = {0};
-    float *z = malloc(sizeof(float) * 3 * (size_t)size * size);
+    float *z = malloc(sizeof(float) * 3 * (size_t)h * w);
     tuna_status s = z ? TUNA_OK : tuna_fail(&err, TUNA_ERR_NOMEM, "out of memory");
-    if (s == TUNA_OK) s = tuna_t2i_ids(tok, &m->config, demo_prompts[k], size, size, 0, &cond, &err);
-    if (s == TUNA_OK) s = tuna_t2i_ids(tok, &m->config, o->negative, size, size, 0, &uncond, &err);
+    if (s == TUNA_OK) s = tuna_t2i_ids(tok, &m->config, demo_prompts[k], h, w, 0, &cond, &err);
+    if (s == TUNA_OK) s = tuna_t2i_ids(tok, &m->config, o->negative, h, w, 0, &uncond, &err);
     if (s == TUNA_OK) {
         tuna_rng rng;
         tuna_rng_seed(&rng, o->seed + (unsigned long long)k);
-        tuna_euler_initial_noise(&rng, z, 3L * size * size, (float)m->config.noise_scale);
+        tuna_euler_initial_noise(&rng, z, 3L * h * w, (float)m->config.noise_scale);
         tuna_generate_params p = {.cond_ids = cond.data, .cond_length = (int)cond.len,
                                   .uncond_ids = o->cfg > 0 ? uncond.data : NULL, .uncond_length = (int)uncond.len,
-                                  .height = size, .width = size, .steps = o->steps, .cfg_scale = o->cfg};
+                                  .height = h, .width = w, .steps = o->steps, .cfg_scale = o->cfg};
         s = tuna_generate(m, &p, z, pool, &err);
     }
-    if (s == TUNA_OK) s = tuna_image_from_tensor(z, size, size, out, &err);
+    if (s == TUNA_OK) s = tuna_image_from_tensor(z, h, w, out, &err);
     if (s != TUNA_OK) fprintf(stderr, "tuna demo: %s\n", err.message);
     free(z);
     tuna_ids_free(&cond);
@@ -128,7 +132,7 @@ static int answer_one(const tuna_model *m, const tuna_tokenizer *tok, const char
     snprintf(path, sizeof path, "%s/%s", dir, q->image);
     float *chw = NULL;
     int h, w;
-    if (cli_load_image(path, m->config.patch_size, 0, 0, &chw, &h, &w, "demo")) return 1;
+    if (cli_load_image(path, &m->config, NULL, &chw, &h, &w, "demo")) return 1;
     tuna_chat_session s;
     tuna_error err = {0};
     char content[512], *reply = NULL;
@@ -147,9 +151,11 @@ static int answer_one(const tuna_model *m, const tuna_tokenizer *tok, const char
 }
 
 int cli_cmd_demo(int argc, char **argv) {
-    demo_options o = {.output = "demo.png", .negative = "an image", .steps = 30, .cfg = 3.0f};
+    demo_options o = {.output = "demo.png", .steps = 30, .cfg = 3.0f};
     int rc = parse(argc, argv, &o);
     if (rc >= 0) return rc;
+    if (cli_check_output("demo", o.output)) return 1;
+    double started = cli_now();
     tuna_model model;
     tuna_tokenizer *tok = NULL;
     if (cli_load_model(o.model, o.tokenizer, &model, &tok, "demo")) return 1;
@@ -157,9 +163,11 @@ int cli_cmd_demo(int argc, char **argv) {
     const char *dir = tuna_model_dir(o.model, buf, sizeof buf);
     tuna_threads pool;
     tuna_threads_init(&pool, o.threads);
-    o.size = 8 * model.config.patch_size;
+    tuna_default_generation_size(&model.config, &o.height, &o.width);
+    if (!o.negative) o.negative = tuna_default_negative(&model.config, 0);
     rc = generate_grid(&model, tok, &o, &pool);
     for (int k = 0; k < DEMO_QUESTIONS && !rc; k++) rc = answer_one(&model, tok, dir, &demo_questions[k], &pool);
+    if (!rc && !o.quiet) fprintf(stderr, "demo: %.1f s\n", cli_now() - started);
     tuna_tokenizer_free(tok);
     tuna_model_free(&model);
     return rc;

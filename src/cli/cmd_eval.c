@@ -36,11 +36,12 @@ static void usage(FILE *out) {
             "      --steps N         Euler steps (default 50)\n"
             "      --cfg S           text-to-image guidance (default 3; 0: off)\n"
             "      --edit-cfg S      editing guidance (default 2; 0: off)\n"
-            "      --negative TEXT   unconditional prompt (default: empty)\n"
+            "      --negative TEXT   unconditional prompt (default: the model's recorded one, else the\n"
+            "                        reference's: the same default as generate and demo)\n"
             "  -n N                  images per generation prompt (default 1)\n"
             "      --seed N          seed (default 0): task i, image k uses noise seed + 1000 i + k\n"
             "      --max-tokens N    longest answer (default 32)\n"
-            "      --size HxW        size of generated images when a task gives none (default 32x32)\n"
+            "      --size WxH        size of generated images when a task gives none (default 32x32)\n"
             "      --tolerance PX    edits: largest distance of an object from where it should be\n"
             "                        (default 15%% of the side)\n"
             "      --save DIR        write the generated images there\n"
@@ -93,36 +94,36 @@ static int parse(int argc, char **argv, eval_cli *o) {
         case 'j': o->json = optarg; break;
         case 'G': o->eval.ground_truth = 1; break;
         case 'J': o->judge_dir = optarg; break;
-        case 's': o->eval.steps = atoi(optarg); break;
-        case 'c': o->eval.cfg_generate = strtof(optarg, NULL); break;
-        case 'e': o->eval.cfg_edit = strtof(optarg, NULL); break;
+        case 's': if (cli_int("eval", "--steps", optarg, 1, 10000, &o->eval.steps)) return 2; break;
+        case 'c': if (cli_float("eval", "--cfg", optarg, 0, 100, &o->eval.cfg_generate)) return 2; break;
+        case 'e': if (cli_float("eval", "--edit-cfg", optarg, 0, 100, &o->eval.cfg_edit)) return 2; break;
         case 'N': o->eval.negative = optarg; break;
-        case 'n': o->eval.samples = atoi(optarg); break;
-        case 'r': o->eval.seed = strtoull(optarg, NULL, 10); break;
-        case 'x': o->eval.max_tokens = atoi(optarg); break;
+        case 'n': if (cli_int("eval", "-n", optarg, 1, 1000, &o->eval.samples)) return 2; break;
+        case 'r': if (cli_seed("eval", "--seed", optarg, &o->eval.seed)) return 2; break;
+        case 'x': if (cli_int("eval", "--max-tokens", optarg, 1, 4096, &o->eval.max_tokens)) return 2; break;
         case 'S':
             if (cli_parse_size(optarg, &o->eval.height, &o->eval.width)) {
-                fprintf(stderr, "tuna eval: --size wants HxW\n");
+                fprintf(stderr, "tuna eval: --size '%s': use WxH, each side 1..%d\n", optarg, CLI_MAX_SIDE);
                 return 2;
             }
             break;
-        case 'p': o->eval.position_tolerance = strtof(optarg, NULL); break;
+        case 'p': if (cli_float("eval", "--tolerance", optarg, 0, 1e6, &o->eval.position_tolerance)) return 2; break;
         case 'o': o->eval.save_dir = optarg; break;
-        case 'T': o->threads = atoi(optarg); break;
+        case 'T': if (cli_int("eval", "--threads", optarg, 1, 4096, &o->threads)) return 2; break;
         case 'q': o->quiet = 1; break;
         case 'R': o->train_judge = 1; break;
         case 'F': o->fashion_dir = optarg; break;
-        case 'E': o->epochs = atoi(optarg); break;
-        case 'H': o->hidden = atoi(optarg); break;
+        case 'E': if (cli_int("eval", "--epochs", optarg, 1, 1000, &o->epochs)) return 2; break;
+        case 'H': if (cli_int("eval", "--hidden", optarg, 1, 4096, &o->hidden)) return 2; break;
         case 'O':
             if (parse_kinds(optarg, &o->kinds)) {
                 fprintf(stderr, "tuna eval: --only wants a comma list of understand, generate, edit, reconstruct\n");
                 return 2;
             }
             break;
-        case 'M': o->max_per_group = atoi(optarg); break;
+        case 'M': if (cli_int("eval", "--max-per-group", optarg, 0, 1 << 30, &o->max_per_group)) return 2; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: fprintf(stderr, "tuna eval: see tuna eval --help\n"); return 2;
         }
     }
     if (optind < argc) o->tasks = argv[optind++];
@@ -135,9 +136,12 @@ static int parse(int argc, char **argv, eval_cli *o) {
         usage(stderr);
         return 2;
     }
-    if (o->eval.steps < 1 || o->eval.steps > 10000 || o->eval.samples < 1 || o->eval.samples > 1000 ||
-        o->eval.max_tokens < 1 || o->max_per_group < 0 || o->epochs < 1 || o->epochs > 1000 || o->hidden < 1 || o->hidden > 4096) {
-        fprintf(stderr, "tuna eval: --steps, -n, --max-tokens, --epochs or --hidden out of range\n");
+    if (o->train_judge && (o->tasks || o->model || o->json || o->eval.ground_truth)) {
+        fprintf(stderr, "tuna eval: --train-judge takes no task file, -m, --json or --ground-truth\n");
+        return 2;
+    }
+    if (o->eval.ground_truth && o->model) {
+        fprintf(stderr, "tuna eval: --ground-truth runs no model: remove -m\n");
         return 2;
     }
     return -1;
@@ -226,10 +230,16 @@ static int train_judge(const eval_cli *o) {
     return rc;
 }
 
+/* On a terminal a line redrawn in place; in a log a line every 10%. */
 static void progress(void *ctx, int done, int total, const char *id) {
-    (void)ctx;
-    fprintf(stderr, "\reval %d/%d %-40.40s", done, total, id);
-    if (done == total) fputc('\n', stderr);
+    int *last_tenth = ctx;
+    if (isatty(STDERR_FILENO)) {
+        fprintf(stderr, "\reval %d/%d %-40.40s", done, total, id);
+        if (done == total) fputc('\n', stderr);
+    } else if (done * 10 / total > *last_tenth || done == total) {
+        *last_tenth = done * 10 / total;
+        fprintf(stderr, "eval: %d/%d tasks\n", done, total);
+    }
 }
 
 static tuna_status write_text(FILE *out, void *ctx, tuna_error *err) {
@@ -240,11 +250,15 @@ static tuna_status write_text(FILE *out, void *ctx, tuna_error *err) {
 
 static int evaluate(eval_cli *o) {
     tuna_error err = {0};
+    /* outputs checked before any work, so a typo does not cost the whole run */
+    if ((o->json && cli_check_output("eval", o->json)) || (o->eval.save_dir && cli_check_output_dir("eval", o->eval.save_dir)))
+        return 1;
     tuna_eval_tasks tasks;
-    if (tuna_eval_tasks_load(o->tasks, &tasks, &err) != TUNA_OK) {
+    if (tuna_eval_tasks_load_lenient(o->tasks, &tasks, &err) != TUNA_OK) {
         fprintf(stderr, "tuna eval: %s\n", err.message);
         return 1;
     }
+    for (int i = 0; i < tasks.bad_count; i++) fprintf(stderr, "tuna eval: %s: %s (skipped)\n", o->tasks, tasks.bad_lines[i]);
     tuna_eval_tasks_filter(&tasks, o->kinds ? o->kinds : ~0u, o->max_per_group);
     if (tasks.count == 0) {
         fprintf(stderr, "tuna eval: no task left after --only / --max-per-group\n");
@@ -264,14 +278,17 @@ static int evaluate(eval_cli *o) {
     tuna_model model;
     tuna_tokenizer *tok = NULL;
     int have_model = 0, rc = 0;
-    if (o->eval.save_dir) mkdir(o->eval.save_dir, 0755); /* an error shows at the first write */
     if (!o->eval.ground_truth) {
         if (cli_load_model(o->model, o->tokenizer, &model, &tok, "eval")) rc = 1;
         else have_model = 1;
     }
     tuna_threads pool;
     tuna_threads_init(&pool, o->threads);
-    if (!o->quiet) o->eval.progress = progress;
+    int last_tenth = -1;
+    if (!o->quiet) {
+        o->eval.progress = progress;
+        o->eval.progress_ctx = &last_tenth;
+    }
     tuna_eval_report report;
     if (!rc && tuna_eval_run(have_model ? &model : NULL, tok, &judges, &tasks, &o->eval, &pool, &report, &err) != TUNA_OK) {
         fprintf(stderr, "\ntuna eval: %s\n", err.message);
@@ -281,6 +298,14 @@ static int evaluate(eval_cli *o) {
         printf("tuna eval: %s (%d tasks)%s%s\n", o->tasks, tasks.count, have_model ? ", model " : "",
                have_model ? tuna_model_dir(o->model, buf, sizeof buf) : "");
         tuna_eval_report_print(stdout, &report);
+        for (int i = 0; i < report.task_count && i < tasks.count; i++)
+            if (report.results[i].error) fprintf(stderr, "tuna eval: task %s failed: %s\n", tasks.tasks[i].id, report.results[i].error);
+        if (report.errors || tasks.bad_count) {
+            fprintf(stderr, "tuna eval: %d task%s failed and %d line%s of the task file were skipped: the scores "
+                            "leave them out (exit status 1)\n",
+                    report.errors, report.errors == 1 ? "" : "s", tasks.bad_count, tasks.bad_count == 1 ? "" : "s");
+            rc = 1;
+        }
         if (o->json) {
             char *json = tuna_eval_report_json(&report, &tasks);
             if (!json || tuna_write_file_atomic(o->json, write_text, json, &err) != TUNA_OK) {

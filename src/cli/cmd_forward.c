@@ -1,5 +1,6 @@
 /* `tuna forward`: the test contract of SPEC section 9. One forward pass over
  * one sequence with every input explicit, all in f32. */
+#include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "infer/forward_batch.h"
 
@@ -22,7 +23,7 @@ static void usage(FILE *out) {
             "      --in FILE       the batch\n"
             "      --out FILE      the result (written atomically)\n"
             "      --grads         also write grad.NAME (F32) of every parameter: the gradient of loss\n"
-            "  -t, --threads N     threads (default: TUNA_THREADS or all cores)\n");
+            "      --threads N     threads (default: TUNA_THREADS or all cores)\n");
 }
 
 typedef struct {
@@ -32,21 +33,25 @@ typedef struct {
 
 static int parse_options(int argc, char **argv, forward_options *o) {
     static const struct option longs[] = {{"model", required_argument, 0, 'm'}, {"in", required_argument, 0, 'i'},
-                                          {"out", required_argument, 0, 'o'},   {"threads", required_argument, 0, 't'}, {"grads", no_argument, 0, 'g'},
+                                          {"out", required_argument, 0, 'o'},   {"threads", required_argument, 0, 'T'}, {"grads", no_argument, 0, 'g'},
                                           {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:i:o:t:h", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:i:o:h", longs, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'i': o->in = optarg; break;
         case 'o': o->out = optarg; break;
-        case 't': o->threads = atoi(optarg); break;
+        case 'T': if (cli_int("forward", "--threads", optarg, 1, 4096, &o->threads)) return 2; break;
         case 'g': o->grads = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: fprintf(stderr, "tuna forward: see tuna forward --help\n"); return 2;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "tuna forward: unexpected argument '%s'\n", argv[optind]);
+        return 2;
     }
     if (!o->model || !o->in || !o->out) {
         fprintf(stderr, "tuna forward: -m, --in and --out are required\n");

@@ -1,4 +1,5 @@
 /* `tuna plot metrics.jsonl -o loss.png`: the loss curves of a training run. */
+#include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "train/plot.h"
 
@@ -7,7 +8,7 @@
 #include <string.h>
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: tuna plot METRICS.jsonl -o OUT.png [--width W] [--height H] [--smooth A]\n"
+    fprintf(out, "usage: tuna plot METRICS.jsonl -o OUT.png [-W/--width 64..8192] [-H/--height 64..8192] [--smooth A]\n"
                  "\n"
                  "Draws total loss (blue), CE (red) and flow (green) against the step.\n"
                  "--smooth A: exponential moving average with factor A in [0, 1) (default 0, raw).\n");
@@ -24,9 +25,15 @@ int cli_cmd_plot(int argc, char **argv) {
         }
         int has_value = i + 1 < argc;
         if (!strcmp(a, "-o") && has_value) out = argv[++i];
-        else if (!strcmp(a, "--width") && has_value) opt.width = atoi(argv[++i]);
-        else if (!strcmp(a, "--height") && has_value) opt.height = atoi(argv[++i]);
-        else if (!strcmp(a, "--smooth") && has_value) opt.smooth = atof(argv[++i]);
+        else if ((!strcmp(a, "--width") || !strcmp(a, "-W")) && has_value) {
+            if (cli_int("plot", a, argv[++i], 64, 8192, &opt.width)) return 2;
+        } else if ((!strcmp(a, "--height") || !strcmp(a, "-H")) && has_value) {
+            if (cli_int("plot", a, argv[++i], 64, 8192, &opt.height)) return 2;
+        } else if (!strcmp(a, "--smooth") && has_value) {
+            float smooth;
+            if (cli_float("plot", a, argv[++i], 0, 0.999999, &smooth)) return 2;
+            opt.smooth = smooth;
+        }
         else if (a[0] != '-' && !in) in = a;
         else {
             fprintf(stderr, "tuna plot: unexpected argument %s\n", a);
@@ -38,6 +45,7 @@ int cli_cmd_plot(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    if (cli_check_output("plot", out)) return 1;
     tuna_error err = {0};
     tuna_metrics m;
     tuna_image img = {0};

@@ -3,12 +3,15 @@
  * docs/training.md. */
 #include "cli/commands.h"
 #include "io/checkpoint.h"
+#include "infer/prepare.h"
 #include "model/config_json.h"
+#include "model/layout.h"
 #include "train/train_options.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -20,7 +23,9 @@ static void usage(FILE *out) {
             "Started again with the same OUTPUT_DIR it resumes from the latest complete checkpoint.\n"
             "Keys (flags and the JSON config file alike; '-' or '_'):\n"
             "  -c, --config FILE              a flat JSON object of the keys below\n"
-            "  -m MODEL, -o OUTPUT_DIR, -t THREADS, --no-resume, -q/--quiet\n");
+            "  -m MODEL, -o OUTPUT_DIR, -t TOKENIZER (default: the model's), --threads N, --no-resume,\n"
+            "  -q/--quiet. Every checkpoint is a complete model: weights, config.json (with the image\n"
+            "  sizes trained for) and the tokenizer.\n");
     tuna_train_options_print_keys(out);
 }
 
@@ -65,13 +70,35 @@ int cli_cmd_train(int argc, char **argv) {
                 o.model, source, ps.tensors, ps.total / 1e6, ps.trainable / 1e6, ps.trainable_tensors,
                 ps.state_bytes / 1048576.0);
 
-    char tok_path[4096];
-    const char *tp = o.tokenizer ? o.tokenizer : tuna_tokenizer_default_path(tok_path, sizeof tok_path);
+    /* the model's own tokenizer (or -t), checked against its vocabulary before any work */
+    char tok_path[4096], model_dir[4096];
+    snprintf(model_dir, sizeof model_dir, "%s", o.model);
+    struct stat st;
+    if (stat(o.model, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        char *slash = strrchr(model_dir, '/');
+        if (slash) *slash = '\0';
+        else snprintf(model_dir, sizeof model_dir, ".");
+    }
+    const char *tp = tuna_tokenizer_for_model(o.tokenizer, model_dir, tok_path, sizeof tok_path);
     if (!tp) {
-        tuna_fail(&err, TUNA_ERR_IO, "no tokenizer found (give --tokenizer)");
+        tuna_fail(&err, TUNA_ERR_IO, "no tokenizer found (give -t FILE)");
         goto fail;
     }
-    if (tuna_tokenizer_load(tp, &tok, &err) != TUNA_OK) goto fail;
+    if (tuna_tokenizer_load(tp, &tok, &err) != TUNA_OK || tuna_tokenizer_check_model(tok, &config, &err) != TUNA_OK) {
+        tuna_fail_context(&err, err.code, "%s", tp);
+        goto fail;
+    }
+    o.trainer.tokenizer_path = tp;
+    /* the model records the image sizes it is trained for */
+    if (o.data.bucket_count > 0) {
+        config.image_size_count = o.data.bucket_count;
+        for (int k = 0; k < o.data.bucket_count && k < TUNA_CONFIG_MAX_IMAGE_SIZES; k++)
+            config.image_sizes[k] = (tuna_image_size){o.data.buckets[k].height, o.data.buckets[k].width};
+    } else { /* the data uses the five 512-class buckets */
+        const tuna_image_size sizes[5] = {{512, 512}, {448, 576}, {576, 448}, {384, 672}, {672, 384}};
+        config.image_size_count = 5;
+        memcpy(config.image_sizes, sizes, sizeof sizes);
+    }
 
     tuna_threads threads;
     tuna_threads_init(&threads, o.threads);

@@ -5,6 +5,7 @@
 #include "eval/eval_stats.h"
 #include "infer/generate.h"
 #include "infer/metrics.h"
+#include "infer/prepare.h"
 #include "infer/prompts.h"
 #include "infer/sampler.h"
 #include "infer/understand.h"
@@ -58,20 +59,27 @@ double tuna_eval_section_score(const tuna_eval_report *r, tuna_task_kind kind) {
 }
 
 void tuna_eval_report_free(tuna_eval_report *r) {
-    for (int i = 0; r->results && i < r->task_count; i++) free(r->results[i].output);
+    for (int i = 0; r->results && i < r->task_count; i++) {
+        free(r->results[i].output);
+        free(r->results[i].error);
+    }
     free(r->results);
     memset(r, 0, sizeof *r);
 }
 
 /* ---- images -------------------------------------------------------------------- */
 /* Decode an image file; *chw (malloc'd, may be NULL) gets the model tensor at the
- * image's size cut down to a multiple of patch (resize + centre crop when needed). */
-static tuna_status load_image(const char *path, int patch, tuna_image *img, float **chw, int *h, int *w,
-                              tuna_error *err) {
+ * size the model reads it at (tuna_pick_image_size: a trained size when the
+ * model records them, else the image's size cut down to a multiple of patch;
+ * resize + centre crop when needed). config may be NULL (no model: patch 1). */
+static tuna_status load_image(const char *path, const tuna_config *config, tuna_image *img, float **chw, int *h,
+                              int *w, tuna_error *err) {
     memset(img, 0, sizeof *img);
     TUNA_TRY(tuna_image_decode_file(path, NULL, img, err));
     if (!chw) return TUNA_OK;
+    int patch = config ? config->patch_size : 1;
     int H = img->height / patch * patch, W = img->width / patch * patch;
+    if (config && config->image_size_count > 0) tuna_pick_image_size(config, img->height, img->width, NULL, &H, &W);
     if (H < patch || W < patch) {
         tuna_image_free(img);
         return tuna_fail(err, TUNA_ERR_INVALID, "%s: %dx%d is smaller than a patch (%d)", path, img->height,
@@ -140,6 +148,9 @@ typedef struct {
     const tuna_eval_options *o;
 } engine;
 
+/* Longest understanding sequence (question, image and answer) a task may use. */
+#define EVAL_MAX_CONTEXT 16384
+
 static tuna_status answer(const engine *e, const float *chw, int h, int w, const char *question, char **reply,
                           tuna_error *err) {
     size_t qlen = strlen(question);
@@ -152,6 +163,10 @@ static tuna_status answer(const engine *e, const float *chw, int h, int w, const
     int length = 0;
     tuna_status s = tuna_chat_build_ids(e->model, e->tok, &msg, 1, 1, &h, &w, 1, &ids, &length, err);
     free(ids);
+    /* checked before the session allocates its cache for the whole question */
+    if (s == TUNA_OK && length + e->o->max_tokens > EVAL_MAX_CONTEXT)
+        s = tuna_fail(err, TUNA_ERR_LIMIT, "the question is %d tokens: over the limit of %d with the answer", length,
+                      EVAL_MAX_CONTEXT);
     tuna_chat_session session;
     /* a fresh session per question: a reused cache could keep another image's rows */
     if (s == TUNA_OK) s = tuna_chat_session_init(&session, e->model, e->tok, length + e->o->max_tokens + 1, e->pool, err);
@@ -216,7 +231,7 @@ static tuna_status run_understand(const engine *e, eval_state *st, const tuna_ev
         tuna_image img;
         float *chw = NULL;
         int h = 0, w = 0;
-        TUNA_TRY(load_image(t->image, e->model->config.patch_size, &img, &chw, &h, &w, err));
+        TUNA_TRY(load_image(t->image, &e->model->config, &img, &chw, &h, &w, err));
         tuna_image_free(&img);
         tuna_status s = answer(e, chw, h, w, t->text, &res->output, err);
         free(chw);
@@ -259,11 +274,11 @@ static tuna_status run_generate(const engine *e, eval_state *st, const tuna_eval
         if (h % p || w % p) return tuna_fail(err, TUNA_ERR_INVALID, "task %s: size %dx%d is not a multiple of the patch %d", t->id, h, w, p);
         s = tuna_t2i_ids(e->tok, &e->model->config, t->text, h, w, 0, &cond, err);
         if (s == TUNA_OK && o->cfg_generate != 0)
-            s = tuna_t2i_ids(e->tok, &e->model->config, o->negative ? o->negative : "", h, w, 0, &uncond, err);
+            s = tuna_t2i_ids(e->tok, &e->model->config, o->negative ? o->negative : tuna_default_negative(&e->model->config, 0), h, w, 0, &uncond, err);
     }
     for (int k = 0; s == TUNA_OK && k < samples; k++) {
         tuna_image img = {0};
-        if (o->ground_truth) s = load_image(t->image, 1, &img, NULL, NULL, NULL, err);
+        if (o->ground_truth) s = load_image(t->image, NULL, &img, NULL, NULL, NULL, err);
         else
             s = sample_image(e, &cond, o->cfg_generate != 0 ? &uncond : NULL, o->cfg_generate, NULL, 0, 0, NULL, h, w,
                              o->seed + 1000ull * (unsigned long long)index + (unsigned long long)k, &img, err);
@@ -291,18 +306,18 @@ static tuna_status run_edit(const engine *e, eval_state *st, const tuna_eval_tas
     tuna_status s;
     if (o->ground_truth) {
         if (!t->target) return tuna_fail(err, TUNA_ERR_INVALID, "task %s: --ground-truth needs its \"target\"", t->id);
-        s = load_image(t->target, 1, &img, NULL, NULL, NULL, err);
+        s = load_image(t->target, NULL, &img, NULL, NULL, NULL, err);
     } else {
         const tuna_config *c = &e->model->config;
         tuna_image src;
         float *chw = NULL;
         int h = 0, w = 0;
-        TUNA_TRY(load_image(t->image, c->patch_size, &src, &chw, &h, &w, err));
+        TUNA_TRY(load_image(t->image, c, &src, &chw, &h, &w, err));
         tuna_image_free(&src);
         tuna_ids cond = {0}, uncond = {0};
         s = tuna_edit_ids(e->tok, c, t->text, h, w, h, w, &cond, err);
         if (s == TUNA_OK && o->cfg_edit != 0)
-            s = tuna_edit_ids(e->tok, c, o->negative ? o->negative : "", h, w, h, w, &uncond, err);
+            s = tuna_edit_ids(e->tok, c, o->negative ? o->negative : tuna_default_negative(c, 1), h, w, h, w, &uncond, err);
         if (s == TUNA_OK)
             s = sample_image(e, &cond, o->cfg_edit != 0 ? &uncond : NULL, o->cfg_edit, chw, h, w, NULL, h, w,
                              o->seed + 1000ull * (unsigned long long)index, &img, err);
@@ -326,7 +341,7 @@ static tuna_status run_reconstruct(const engine *e, eval_state *st, const tuna_e
     tuna_image src = {0}, out = {0};
     float *chw = NULL;
     int h = 0, w = 0;
-    TUNA_TRY(load_image(t->image, e->model ? e->model->config.patch_size : 1, &src, &chw, &h, &w, err));
+    TUNA_TRY(load_image(t->image, e->model ? &e->model->config : NULL, &src, &chw, &h, &w, err));
     tuna_status s = TUNA_OK;
     if (e->o->ground_truth) {
         s = tuna_image_from_tensor(chw, h, w, &out, err);
@@ -335,7 +350,7 @@ static tuna_status run_reconstruct(const engine *e, eval_state *st, const tuna_e
         const tuna_config *c = &e->model->config;
         int pads = (h / c->patch_size) * (w / c->patch_size);
         tuna_ids cond = {0}, uncond = {0};
-        const char *negative = e->o->negative ? e->o->negative : "";
+        const char *negative = e->o->negative ? e->o->negative : tuna_default_negative(c, 0);
         s = tuna_t2i_ids(e->tok, c, "", h, w, pads, &cond, err);
         int guided = *negative && e->o->cfg_generate != 0; /* same text both sides: guidance is a no-op */
         if (s == TUNA_OK && guided) s = tuna_t2i_ids(e->tok, c, negative, h, w, pads, &uncond, err);
@@ -367,7 +382,7 @@ static tuna_status run_reconstruct(const engine *e, eval_state *st, const tuna_e
 
 static tuna_status run_reference(eval_state *st, const tuna_eval_task *t, tuna_error *err) {
     tuna_image img;
-    TUNA_TRY(load_image(t->image, 1, &img, NULL, NULL, NULL, err));
+    TUNA_TRY(load_image(t->image, NULL, &img, NULL, NULL, NULL, err));
     tuna_status s = feature_add(&st->real, st->judges, &img, err);
     tuna_image_free(&img);
     return s;
@@ -404,6 +419,15 @@ tuna_status tuna_eval_run(const tuna_model *model, const tuna_tokenizer *tokeniz
         default: s = run_reference(&st, t, err); break;
         }
         if (s != TUNA_OK) tuna_fail_context(err, s, "task %s (line %d)", t->id, t->line);
+        if (s != TUNA_OK && s != TUNA_ERR_NOMEM && s != TUNA_ERR_INTERNAL) {
+            /* this task only: recorded, and the run goes on */
+            free(res->output);
+            res->output = NULL;
+            res->ok = res->judged = 0;
+            res->error = strdup(err ? err->message : "failed");
+            report->errors++;
+            s = res->error ? TUNA_OK : tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
+        }
         if (o->progress) o->progress(o->progress_ctx, i + 1, tasks->count, t->id);
     }
     if (s == TUNA_OK && st.generated.count >= 2 && st.real.count >= 2) {
@@ -464,6 +488,7 @@ char *tuna_eval_report_json(const tuna_eval_report *r, const tuna_eval_tasks *ta
     cJSON_AddBoolToObject(root, "ground_truth", r->ground_truth);
     cJSON_AddNumberToObject(root, "tasks", r->task_count);
     cJSON_AddNumberToObject(root, "seconds", r->seconds);
+    cJSON_AddNumberToObject(root, "errors", r->errors);
     for (int kind = 0; kind <= TUNA_TASK_EDIT; kind++) {
         cJSON *sec = cJSON_CreateObject(), *groups = cJSON_CreateObject();
         for (int i = 0; i < r->group_count; i++) {
@@ -513,6 +538,7 @@ char *tuna_eval_report_json(const tuna_eval_report *r, const tuna_eval_tasks *ta
             if (r->results[i].judged) cJSON_AddBoolToObject(o, "ok", r->results[i].ok);
             else cJSON_AddNullToObject(o, "ok");
             if (r->results[i].output) cJSON_AddStringToObject(o, "output", r->results[i].output);
+            if (r->results[i].error) cJSON_AddStringToObject(o, "error", r->results[i].error);
             cJSON_AddItemToArray(list, o);
         }
         cJSON_AddItemToObject(root, "results", list);

@@ -27,7 +27,7 @@
 typedef void (*tuna_eval_progress_fn)(void *ctx, int done, int total, const char *id);
 
 typedef struct {
-    const char *negative;       /* prompt of the unconditional branch (NULL: "", the empty caption) */
+    const char *negative;       /* prompt of the unconditional branch (NULL: tuna_default_negative, as every command) */
     int steps;                  /* Euler steps (default 50) */
     float cfg_generate, cfg_edit; /* guidance scales (3, 2); 0: no guidance */
     int samples;                /* images per generate prompt (1) */
@@ -54,6 +54,7 @@ typedef struct {
 typedef struct {
     int ok, judged;             /* judged = 0: no judge could decide */
     char *output;               /* owned: the answer (understand), or NULL */
+    char *error;                /* owned: why the task could not run (then it counts nowhere), or NULL */
 } tuna_eval_result;
 
 typedef struct {
@@ -69,9 +70,12 @@ typedef struct {
     double judge_test_accuracy; /* of the Fashion-MNIST classifier, as recorded (-1: none) */
     int ground_truth;
     double seconds;
+    int errors;                 /* tasks that could not run (a bad image path, ...): the run went on */
 } tuna_eval_report;
 
-/* model/tokenizer may be NULL when o->ground_truth. */
+/* model/tokenizer may be NULL when o->ground_truth. A task that fails (an
+ * unreadable image, a question too long for the context) is recorded in its
+ * result's error and the run goes on; only running out of memory stops it. */
 tuna_status tuna_eval_run(const tuna_model *model, const tuna_tokenizer *tokenizer, const tuna_judges *judges,
                           const tuna_eval_tasks *tasks, const tuna_eval_options *o, const tuna_threads *pool,
                           tuna_eval_report *report, tuna_error *err);

@@ -163,8 +163,19 @@ static tuna_status parse_task(const cJSON *o, int line, const char *base, tuna_e
     return TUNA_OK;
 }
 
-tuna_status tuna_eval_tasks_parse(const char *text, size_t len, const char *base_dir, tuna_eval_tasks *out,
-                                  tuna_error *err) {
+/* One bad line: the error (strict), or a note in out->bad_lines (lenient). */
+static tuna_status bad_line(tuna_eval_tasks *out, int lenient, tuna_status s, tuna_error *err) {
+    if (!lenient || s == TUNA_ERR_NOMEM) return s;
+    char **grown = realloc(out->bad_lines, sizeof *grown * (size_t)(out->bad_count + 1));
+    char *copy = grown ? dup_string(err ? err->message : "bad line") : NULL;
+    if (grown) out->bad_lines = grown;
+    if (!copy) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
+    out->bad_lines[out->bad_count++] = copy;
+    return TUNA_OK;
+}
+
+static tuna_status parse_tasks(const char *text, size_t len, const char *base_dir, int lenient, tuna_eval_tasks *out,
+                               tuna_error *err) {
     memset(out, 0, sizeof *out);
     int cap = 0, line = 0;
     tuna_status s = TUNA_OK;
@@ -180,8 +191,8 @@ tuna_status tuna_eval_tasks_parse(const char *text, size_t len, const char *base
         while (skip < n && (p[skip] == ' ' || p[skip] == '\t' || p[skip] == '\r')) skip++;
         if (skip == n) continue;
         if (memchr(p, '\0', n)) {
-            s = tuna_fail(err, TUNA_ERR_FORMAT, "line %d: NUL byte", line);
-            break;
+            s = bad_line(out, lenient, tuna_fail(err, TUNA_ERR_FORMAT, "line %d: NUL byte", line), err);
+            continue;
         }
         free(buf);
         buf = malloc(n + 1);
@@ -193,8 +204,8 @@ tuna_status tuna_eval_tasks_parse(const char *text, size_t len, const char *base
         buf[n] = '\0';
         cJSON *o = cJSON_ParseWithOpts(buf, NULL, 1);
         if (!o) {
-            s = tuna_fail(err, TUNA_ERR_FORMAT, "line %d: not valid JSON", line);
-            break;
+            s = bad_line(out, lenient, tuna_fail(err, TUNA_ERR_FORMAT, "line %d: not valid JSON", line), err);
+            continue;
         }
         if (out->count == cap) {
             int ncap = cap ? 2 * cap : 64;
@@ -209,14 +220,32 @@ tuna_status tuna_eval_tasks_parse(const char *text, size_t len, const char *base
         s = parse_task(o, line, base_dir, &out->tasks[out->count], err);
         cJSON_Delete(o);
         if (s == TUNA_OK) out->count++;
+        else s = bad_line(out, lenient, s, err);
     }
     free(buf);
-    if (s == TUNA_OK && out->count == 0) s = tuna_fail(err, TUNA_ERR_FORMAT, "no tasks");
+    if (s == TUNA_OK && out->count == 0)
+        s = out->bad_count ? tuna_fail(err, TUNA_ERR_FORMAT, "no valid task (first problem: %s)", out->bad_lines[0])
+                           : tuna_fail(err, TUNA_ERR_FORMAT, "no tasks");
     if (s != TUNA_OK) tuna_eval_tasks_free(out);
     return s;
 }
 
+tuna_status tuna_eval_tasks_parse(const char *text, size_t len, const char *base_dir, tuna_eval_tasks *out,
+                                  tuna_error *err) {
+    return parse_tasks(text, len, base_dir, 0, out, err);
+}
+
+static tuna_status load_tasks(const char *path, int lenient, tuna_eval_tasks *out, tuna_error *err);
+
 tuna_status tuna_eval_tasks_load(const char *path, tuna_eval_tasks *out, tuna_error *err) {
+    return load_tasks(path, 0, out, err);
+}
+
+tuna_status tuna_eval_tasks_load_lenient(const char *path, tuna_eval_tasks *out, tuna_error *err) {
+    return load_tasks(path, 1, out, err);
+}
+
+static tuna_status load_tasks(const char *path, int lenient, tuna_eval_tasks *out, tuna_error *err) {
     memset(out, 0, sizeof *out);
     char *text = NULL;
     size_t size = 0;
@@ -229,7 +258,7 @@ tuna_status tuna_eval_tasks_load(const char *path, tuna_eval_tasks *out, tuna_er
     char *slash = strrchr(base, '/');
     if (slash) *slash = '\0';
     else strcpy(base, ".");
-    tuna_status s = tuna_eval_tasks_parse(text, size, base, out, err);
+    tuna_status s = parse_tasks(text, size, base, lenient, out, err);
     if (s != TUNA_OK) tuna_fail_context(err, s, "%s", path);
     free(base);
     free(text);
@@ -238,6 +267,8 @@ tuna_status tuna_eval_tasks_load(const char *path, tuna_eval_tasks *out, tuna_er
 
 void tuna_eval_tasks_free(tuna_eval_tasks *t) {
     for (int i = 0; i < t->count; i++) task_free(&t->tasks[i]);
+    for (int i = 0; i < t->bad_count; i++) free(t->bad_lines[i]);
+    free(t->bad_lines);
     free(t->tasks);
     memset(t, 0, sizeof *t);
 }

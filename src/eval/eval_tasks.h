@@ -42,6 +42,8 @@ typedef struct {
 typedef struct {
     tuna_eval_task *tasks;
     int count;
+    char **bad_lines;  /* lenient loading: one message per line that is not a valid task (owned) */
+    int bad_count;
 } tuna_eval_tasks;
 
 /* Parse JSONL text; base_dir resolves relative paths (NULL: as given). On error
@@ -50,6 +52,10 @@ tuna_status tuna_eval_tasks_parse(const char *text, size_t len, const char *base
                                   tuna_error *err);
 /* Read and parse a task file (at most 256 MB). */
 tuna_status tuna_eval_tasks_load(const char *path, tuna_eval_tasks *out, tuna_error *err);
+/* The same, but a line that is not a valid task is recorded in bad_lines and
+ * skipped: the run goes on with the others. Fails on I/O, memory, or a file
+ * with no valid task. */
+tuna_status tuna_eval_tasks_load_lenient(const char *path, tuna_eval_tasks *out, tuna_error *err);
 void tuna_eval_tasks_free(tuna_eval_tasks *t);
 
 /* Keep only the tasks whose kind bit (1 << kind) is in kinds (reference tasks are kept

@@ -107,15 +107,38 @@ static tuna_status sample(const tuna_model *m, const tuna_generate_params *p, br
     if (!grid) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
     tuna_euler_time_grid(p->steps, grid);
     tuna_status s = run_prefix(m, branches, count, &be, &ws, err);
-    for (int i = 0; s == TUNA_OK && i < p->steps; i++) {
+    float *v1 = NULL, *z2 = NULL;
+    if (s == TUNA_OK && p->heun) {
+        v1 = malloc(sizeof(float) * (size_t)n);
+        z2 = malloc(sizeof(float) * (size_t)n);
+        if (!v1 || !z2) s = tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
+    }
+    float t_eps = (float)m->config.t_eps;
+    for (int i = p->first_step; s == TUNA_OK && i < p->steps; i++) {
         double start = now_seconds();
         s = predict(m, branches, count, grid[i], C, p->height, p->width, &be, &ws, err);
         if (s != TUNA_OK) break;
         float *x = branches[0].x_pred;
         if (count == 2) tuna_cfg_combine(x, branches[1].x_pred, n, p->cfg_scale);
-        tuna_euler_step(z, x, n, grid[i], grid[i + 1], (float)m->config.t_eps);
+        if (p->heun && i + 1 < p->steps) {
+            /* predictor at t_{i+1}, then the trapezoid of both velocities */
+            tuna_flow_velocity(v1, z, x, n, grid[i], t_eps);
+            for (long k = 0; k < n; k++) z2[k] = z[k] + (grid[i + 1] - grid[i]) * v1[k];
+            /* predict() reads the noisy image through the branches' image pointer: the predictor's for now */
+            for (int b = 0; b < count; b++) branches[b].images[branches[b].sequence.image_count - 1] = z2;
+            s = predict(m, branches, count, grid[i + 1], C, p->height, p->width, &be, &ws, err);
+            for (int b = 0; b < count; b++) branches[b].images[branches[b].sequence.image_count - 1] = z;
+            if (s != TUNA_OK) break;
+            if (count == 2) tuna_cfg_combine(x, branches[1].x_pred, n, p->cfg_scale);
+            tuna_flow_velocity(z2, z2, x, n, grid[i + 1], t_eps); /* v2, in place of the predictor */
+            tuna_heun_step(z, v1, z2, n, grid[i], grid[i + 1]);
+        } else {
+            tuna_euler_step(z, x, n, grid[i], grid[i + 1], t_eps);
+        }
         if (p->progress) p->progress(p->progress_ctx, i + 1, p->steps, now_seconds() - start);
     }
+    free(v1);
+    free(z2);
     free(grid);
     tuna_workspace_free(&ws);
     return s;
@@ -124,6 +147,8 @@ static tuna_status sample(const tuna_model *m, const tuna_generate_params *p, br
 tuna_status tuna_generate(const tuna_model *m, const tuna_generate_params *p, float *z, const tuna_threads *pool,
                           tuna_error *err) {
     if (p->steps < 1 || p->steps > 100000) return tuna_fail(err, TUNA_ERR_INVALID, "steps must be in [1, 100000]");
+    if (p->first_step < 0 || p->first_step >= p->steps)
+        return tuna_fail(err, TUNA_ERR_INVALID, "first step %d outside [0, %d)", p->first_step, p->steps);
     branch branches[2];
     int count = p->uncond_ids ? 2 : 1;
     memset(branches, 0, sizeof branches);

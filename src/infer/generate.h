@@ -25,6 +25,8 @@ typedef struct {
     const float *clean_image;   /* reconstruction: clean image embedded at rows [clean_offset, +N) of both branches */
     int clean_offset;
     int steps;
+    int first_step;             /* editing with a strength below 1: start at grid[first_step] (0: from noise) */
+    int heun;                   /* 1: Heun's second-order step (two predictions per step; the last step is Euler) */
     float cfg_scale;
     tuna_progress_fn progress;  /* may be NULL */
     void *progress_ctx;

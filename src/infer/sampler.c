@@ -26,6 +26,16 @@ void tuna_euler_step(float *z, const float *x_pred, long n, float t, float t_nex
     }
 }
 
+void tuna_flow_velocity(float *v, const float *z, const float *x_pred, long n, float t, float t_eps) {
+    float denom = fmaxf(1.0f - t, t_eps);
+    for (long i = 0; i < n; i++) v[i] = (x_pred[i] - z[i]) / denom;
+}
+
+void tuna_heun_step(float *z, const float *v1, const float *v2, long n, float t, float t_next) {
+    float half = 0.5f * (t_next - t);
+    for (long i = 0; i < n; i++) z[i] += half * (v1[i] + v2[i]);
+}
+
 void tuna_euler_initial_noise(tuna_rng *rng, float *z, long n, float noise_scale) {
     tuna_rng_fill_normal(rng, z, n, 0.0f, noise_scale);
 }

@@ -19,6 +19,14 @@ void tuna_cfg_combine(float *x_cond, const float *x_uncond, long n, float scale)
  *   v = (x_pred - z) / max(1 - t, t_eps);   z += (t_next - t) * v. */
 void tuna_euler_step(float *z, const float *x_pred, long n, float t, float t_next, float t_eps);
 
+/* The velocity of the x-prediction flow: v = (x_pred - z) / max(1 - t, t_eps). */
+void tuna_flow_velocity(float *v, const float *z, const float *x_pred, long n, float t, float t_eps);
+
+/* One Heun (trapezoid) step from z at t to t_next given the velocities at both
+ * ends: v1 at (z, t) and v2 at (z + (t_next - t) v1, t_next):
+ *   z += (t_next - t) (v1 + v2) / 2. */
+void tuna_heun_step(float *z, const float *v1, const float *v2, long n, float t, float t_next);
+
 /* z = noise_scale * N(0, I), from a seeded generator. */
 void tuna_euler_initial_noise(tuna_rng *rng, float *z, long n, float noise_scale);
 

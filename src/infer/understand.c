@@ -118,7 +118,7 @@ static tuna_status decode(tuna_chat_session *s, tuna_sequence *seq, float *logit
     tuna_token_streamer streamer;
     tuna_token_streamer_init(&streamer, s->tokenizer, 1);
     tuna_status st = scratch ? TUNA_OK : tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
-    for (int i = 0; st == TUNA_OK && i < p->max_tokens; i++) {
+    for (int i = 0; st == TUNA_OK && i < p->max_tokens && !(p->stop && *p->stop); i++) {
         int next = tuna_sample_token(logits, V, &p->sampling, rng, scratch);
         if (is_stop(s, next)) break;
         st = tuna_ids_push(reply, next, err);

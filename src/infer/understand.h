@@ -17,6 +17,8 @@
 #include "ops/workspace.h"
 #include "text/chat.h"
 
+#include <signal.h>
+
 #define TUNA_CHAT_MAX_IMAGES 16
 
 typedef struct {
@@ -51,6 +53,8 @@ typedef struct {
     int max_tokens;
     tuna_text_fn on_text;         /* may be NULL */
     void *on_text_ctx;
+    const volatile sig_atomic_t *stop; /* may be NULL; non-zero (e.g. set by a SIGINT handler) ends the
+                                          reply after the token being decoded: what came so far is kept */
 } tuna_reply_params;
 
 /* Encode the conversation (with the generation prompt), run what is not yet

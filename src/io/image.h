@@ -131,8 +131,12 @@ tuna_status tuna_image_from_tensor(const float *chw, int height, int width, tuna
                                    tuna_error *err);
 
 /* ---- output -------------------------------------------------------------- */
-/* 8-bit RGB PNG written atomically (PATH.tmp.PID, fsync, rename). */
+/* 8-bit RGB PNG written as tuna_write_file_atomic writes ("-": standard output). */
 tuna_status tuna_image_write_png(const char *path, const tuna_image *img, tuna_error *err);
+/* The same with n_text (at most 16) UTF-8 text chunks key -> value (iTXt, as
+ * stable-diffusion.cpp records its parameters); keys are 1 to 79 bytes. */
+tuna_status tuna_image_write_png_text(const char *path, const tuna_image *img, const char *const *keys,
+                                      const char *const *values, int n_text, tuna_error *err);
 /* PNG bytes in a malloc'd buffer (*bytes freed by the caller with free()). */
 tuna_status tuna_image_encode_png_memory(const tuna_image *img, uint8_t **bytes, size_t *n, tuna_error *err);
 

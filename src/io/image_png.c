@@ -233,6 +233,8 @@ typedef struct {
     const tuna_image *img;
     FILE *fp;      /* write here if non-NULL, else into writer */
     png_writer *writer;
+    const char *const *keys, *const *values; /* n_text tEXt/iTXt chunks (may be 0) */
+    int n_text;
 } png_encode_job;
 
 static void png_encode_body(png_encode_job *job) {
@@ -242,6 +244,19 @@ static void png_encode_body(png_encode_job *job) {
     else png_set_write_fn(png, job->writer, png_write_to_memory, png_flush_nothing);
     png_set_IHDR(png, job->info, (png_uint_32)img->width, (png_uint_32)img->height, 8, PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (job->n_text > 0) {
+        /* iTXt (UTF-8) chunks, uncompressed: prompts may hold any text */
+        png_text text[16];
+        int n = job->n_text < 16 ? job->n_text : 16;
+        memset(text, 0, sizeof text);
+        for (int i = 0; i < n; i++) {
+            text[i].compression = PNG_ITXT_COMPRESSION_NONE;
+            text[i].key = (png_charp)job->keys[i];
+            text[i].text = (png_charp)(job->values[i] ? job->values[i] : "");
+            text[i].itxt_length = strlen(text[i].text);
+        }
+        png_set_text(png, job->info, text, n);
+    }
     png_write_info(png, job->info);
     for (int y = 0; y < img->height; y++) png_write_row(png, img->rgb + (size_t)y * (size_t)img->width * 3);
     png_write_end(png, job->info);
@@ -253,13 +268,15 @@ static int png_encode_guarded(png_encode_job *job) {
     return 1;
 }
 
-/* Encode img with libpng, to fp if non-NULL, else appending to *writer. */
-static tuna_status png_encode(const tuna_image *img, FILE *fp, png_writer *writer, tuna_error *err) {
+/* Encode img with libpng, to fp if non-NULL, else appending to *writer, with n_text text chunks. */
+static tuna_status png_encode_text(const tuna_image *img, FILE *fp, png_writer *writer, const char *const *keys,
+                                   const char *const *values, int n_text, tuna_error *err) {
     if (!img || !img->rgb || img->width <= 0 || img->height <= 0)
         return tuna_fail(err, TUNA_ERR_INVALID, "cannot write an empty image");
     png_writer local;
     memset(&local, 0, sizeof local);
-    png_encode_job job = {.img = img, .fp = fp, .writer = writer ? writer : &local};
+    png_encode_job job = {.img = img, .fp = fp, .writer = writer ? writer : &local, .keys = keys, .values = values,
+                          .n_text = n_text};
     job.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, job.writer, png_write_on_error, png_on_warning);
     if (!job.png) return tuna_fail(err, TUNA_ERR_NOMEM, "PNG: cannot create the encoder");
     job.info = png_create_info_struct(job.png);
@@ -273,14 +290,36 @@ static tuna_status png_encode(const tuna_image *img, FILE *fp, png_writer *write
     return TUNA_OK;
 }
 
+typedef struct {
+    const tuna_image *img;
+    const char *const *keys, *const *values;
+    int n_text;
+} png_file_job;
+
 static tuna_status png_write_callback(FILE *out, void *ctx, tuna_error *err) {
-    return png_encode(ctx, out, NULL, err);
+    const png_file_job *f = ctx;
+    return png_encode_text(f->img, out, NULL, f->keys, f->values, f->n_text, err);
 }
 
 tuna_status tuna_image_write_png(const char *path, const tuna_image *img, tuna_error *err) {
-    tuna_status s = tuna_write_file_atomic(path, png_write_callback, (void *)img, err);
+    return tuna_image_write_png_text(path, img, NULL, NULL, 0, err);
+}
+
+tuna_status tuna_image_write_png_text(const char *path, const tuna_image *img, const char *const *keys,
+                                      const char *const *values, int n_text, tuna_error *err) {
+    if (n_text < 0 || n_text > 16) return tuna_fail(err, TUNA_ERR_INVALID, "PNG: at most 16 text chunks");
+    for (int i = 0; i < n_text; i++) {
+        size_t k = strlen(keys[i]);
+        if (k < 1 || k > 79) return tuna_fail(err, TUNA_ERR_INVALID, "PNG: text keys are 1 to 79 bytes");
+    }
+    png_file_job job = {img, keys, values, n_text};
+    tuna_status s = tuna_write_file_atomic(path, png_write_callback, &job, err);
     if (s != TUNA_OK) return tuna_fail_context(err, s, "writing %s", path);
     return TUNA_OK;
+}
+
+static tuna_status png_encode(const tuna_image *img, FILE *fp, png_writer *writer, tuna_error *err) {
+    return png_encode_text(img, fp, writer, NULL, NULL, 0, err);
 }
 
 tuna_status tuna_image_encode_png_memory(const tuna_image *img, uint8_t **bytes, size_t *n, tuna_error *err) {

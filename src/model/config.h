@@ -43,6 +43,14 @@ typedef struct {
     int bos, eos, boi, eoi, image_pad, pad;
 } tuna_special_tokens;
 
+/* An image size the model was trained for (config.json "image_sizes": ["WxH", ...]). */
+typedef struct {
+    int height, width;
+} tuna_image_size;
+
+#define TUNA_CONFIG_MAX_IMAGE_SIZES 16
+#define TUNA_CONFIG_MAX_NEGATIVE 1024
+
 typedef struct {
     int vocab_size;
     int hidden_size;
@@ -56,9 +64,17 @@ typedef struct {
     double noise_scale;                /* 2.0 */
     double t_eps;                      /* 0.05 */
     tuna_special_tokens tokens;
+    /* Optional keys: what the model was trained with, so that every command
+     * (and the server) uses it by default. */
+    int image_size_count;              /* "image_sizes"; 0: not recorded */
+    tuna_image_size image_sizes[TUNA_CONFIG_MAX_IMAGE_SIZES];
+    char negative_prompt[TUNA_CONFIG_MAX_NEGATIVE]; /* "negative_prompt"; "" with has_negative_prompt 0: none */
+    int has_negative_prompt;
 } tuna_config;
 
-/* The official Tuna-2 7B values of SPEC section 8. */
+/* The official Tuna-2 7B values of SPEC section 8 (no recorded image sizes:
+ * patch-16 models get the 512-class buckets of SPEC section 4 by default;
+ * no recorded negative prompt). */
 void tuna_config_official_7b(tuna_config *c);
 
 #endif

@@ -25,6 +25,8 @@ typedef enum {
     FIELD_ARCHITECTURE,  /* the string "tuna2" (optional) */
     FIELD_PATCH_EPS,     /* null (machine eps) or a number */
     FIELD_ROPE_SCALING,  /* null / absent (none) or the nested table */
+    FIELD_IMAGE_SIZES,   /* optional: ["WxH", ...] the image sizes the model was trained for */
+    FIELD_NEGATIVE,      /* optional: the negative prompt (null text) the model was trained with */
 } field_kind;
 
 typedef struct field {
@@ -94,6 +96,8 @@ static const field top_fields[] = {
     {"noise_scale", FIELD_NUMBER, offsetof(tuna_config, noise_scale), NULL},
     {"t_eps", FIELD_NUMBER, offsetof(tuna_config, t_eps), NULL},
     {"tokens", FIELD_OBJECT, offsetof(tuna_config, tokens), token_fields},
+    {"image_sizes", FIELD_IMAGE_SIZES, 0, NULL},
+    {"negative_prompt", FIELD_NEGATIVE, 0, NULL},
     END,
 };
 
@@ -141,6 +145,29 @@ static tuna_status parse_field(const cJSON *item, const field *f, void *out, con
         if (cJSON_IsNull(item)) { c->head.has_text_rope_scaling = 0; return TUNA_OK; }
         c->head.has_text_rope_scaling = 1;
         return parse_object(item, f->fields, dst, path, c, err);
+    case FIELD_IMAGE_SIZES: {
+        int n = cJSON_IsArray(item) ? cJSON_GetArraySize(item) : -1;
+        if (n < 1 || n > TUNA_CONFIG_MAX_IMAGE_SIZES)
+            return tuna_fail(err, TUNA_ERR_FORMAT, "config.json: \"image_sizes\" must list 1 to %d \"WxH\" strings",
+                             TUNA_CONFIG_MAX_IMAGE_SIZES);
+        int k = 0;
+        for (const cJSON *e = item->child; e; e = e->next, k++) {
+            int w = 0, h = 0, used = 0;
+            if (!cJSON_IsString(e) || sscanf(e->valuestring, "%dx%d%n", &w, &h, &used) != 2 ||
+                e->valuestring[used] || w < 1 || h < 1 || w > 65536 || h > 65536)
+                return tuna_fail(err, TUNA_ERR_FORMAT, "config.json: \"image_sizes\"[%d] must be \"WxH\"", k);
+            c->image_sizes[k] = (tuna_image_size){h, w};
+        }
+        c->image_size_count = n;
+        return TUNA_OK;
+    }
+    case FIELD_NEGATIVE:
+        if (!cJSON_IsString(item) || strlen(item->valuestring) >= TUNA_CONFIG_MAX_NEGATIVE)
+            return tuna_fail(err, TUNA_ERR_FORMAT, "config.json: \"negative_prompt\" must be a string of under %d bytes",
+                             TUNA_CONFIG_MAX_NEGATIVE);
+        snprintf(c->negative_prompt, sizeof c->negative_prompt, "%s", item->valuestring);
+        c->has_negative_prompt = 1;
+        return TUNA_OK;
     }
     return tuna_fail(err, TUNA_ERR_INTERNAL, "config schema");
 }
@@ -161,7 +188,9 @@ static tuna_status parse_object(const cJSON *obj, const field *fields, void *out
         TUNA_TRY(parse_field(it, f, out, where, c, err));
     }
     for (const field *f = fields; f->key; f++) {
-        if (f->kind == FIELD_ARCHITECTURE || f->kind == FIELD_ROPE_SCALING) continue; /* optional */
+        if (f->kind == FIELD_ARCHITECTURE || f->kind == FIELD_ROPE_SCALING || f->kind == FIELD_IMAGE_SIZES ||
+            f->kind == FIELD_NEGATIVE)
+            continue; /* optional */
         if (!cJSON_GetObjectItemCaseSensitive(obj, f->key))
             return tuna_fail(err, TUNA_ERR_FORMAT, "config.json: missing key \"%s\" in %s", f->key, name);
     }
@@ -225,6 +254,12 @@ tuna_status tuna_config_validate(const tuna_config *c, tuna_error *err) {
         if (!(positive[i].v > 0) || !isfinite(positive[i].v))
             return tuna_fail(err, TUNA_ERR_INVALID, "config: %s must be positive", positive[i].name);
     if (!(c->t_eps < 1)) return tuna_fail(err, TUNA_ERR_INVALID, "config: t_eps must be below 1");
+    if (c->image_size_count < 0 || c->image_size_count > TUNA_CONFIG_MAX_IMAGE_SIZES)
+        return tuna_fail(err, TUNA_ERR_INVALID, "config: at most %d image_sizes", TUNA_CONFIG_MAX_IMAGE_SIZES);
+    for (int k = 0; k < c->image_size_count; k++)
+        if (c->image_sizes[k].height % c->patch_size || c->image_sizes[k].width % c->patch_size)
+            return tuna_fail(err, TUNA_ERR_INVALID, "config: image_sizes %dx%d is not a multiple of the patch size %d",
+                             c->image_sizes[k].width, c->image_sizes[k].height, c->patch_size);
     if (!c->patch_norm_eps_is_machine_eps && !(c->patch_norm_eps > 0))
         return tuna_fail(err, TUNA_ERR_INVALID, "config: patch_norm_eps must be positive or null");
     if (c->head.has_text_rope_scaling) {
@@ -283,6 +318,9 @@ static void emit_fields(out_buffer *b, const field *fields, const void *in, cons
     for (const field *f = fields; f->key; f++) {
         const char *src = (const char *)in + f->offset;
         char num[64];
+        if ((f->kind == FIELD_IMAGE_SIZES && c->image_size_count == 0) ||
+            (f->kind == FIELD_NEGATIVE && !c->has_negative_prompt))
+            continue; /* optional keys are written only when recorded */
         emit(b, "%s\n%*s\"%s\": ", first ? "" : ",", indent, "", f->key);
         first = 0;
         switch (f->kind) {
@@ -290,6 +328,22 @@ static void emit_fields(out_buffer *b, const field *fields, const void *in, cons
         case FIELD_NUMBER: format_number(num, sizeof num, *(const double *)src); emit(b, "%s", num); break;
         case FIELD_BOOL: emit(b, "%s", *(const int *)src ? "true" : "false"); break;
         case FIELD_ARCHITECTURE: emit(b, "\"tuna2\""); break;
+        case FIELD_IMAGE_SIZES:
+            emit(b, "[");
+            for (int k = 0; k < c->image_size_count; k++)
+                emit(b, "%s\"%dx%d\"", k ? ", " : "", c->image_sizes[k].width, c->image_sizes[k].height);
+            emit(b, "]");
+            break;
+        case FIELD_NEGATIVE: {
+            char *quoted = NULL;
+            cJSON *str = cJSON_CreateString(c->negative_prompt);
+            if (str) quoted = cJSON_PrintUnformatted(str);
+            cJSON_Delete(str);
+            if (quoted) emit(b, "%s", quoted);
+            else b->failed = 1;
+            free(quoted);
+            break;
+        }
         case FIELD_PATCH_EPS:
             if (c->patch_norm_eps_is_machine_eps) emit(b, "null");
             else { format_number(num, sizeof num, c->patch_norm_eps); emit(b, "%s", num); }
@@ -450,7 +504,24 @@ tuna_status tuna_config_verify_checkpoint(const tuna_config *c, const tuna_check
                           tuna_dtype_name(t->dtype));
         }
     }
-    if (s == TUNA_OK && extra) *extra = tuna_checkpoint_count(ck) - n;
+    /* A tensor the configuration does not use means the two do not match (a
+     * config.json with fewer layers than the weights would load and answer
+     * garbage): refused, naming the first such tensor. */
+    size_t total = tuna_checkpoint_count(ck), unexpected = 0;
+    const char *first = NULL;
+    for (size_t i = 0; s == TUNA_OK && i < total; i++) {
+        const char *name = tuna_checkpoint_name(ck, i);
+        size_t j = 0;
+        while (j < n && strcmp(list[j].name, name) != 0) j++;
+        if (j == n && !first) first = name;
+        unexpected += j == n;
+    }
+    if (s == TUNA_OK && unexpected)
+        s = tuna_fail(err, TUNA_ERR_FORMAT,
+                      "the checkpoint holds %zu tensor%s the configuration does not use (first: %s): "
+                      "config.json does not describe these weights",
+                      unexpected, unexpected == 1 ? "" : "s", first);
+    if (s == TUNA_OK && extra) *extra = 0;
     free(list);
     return s;
 }

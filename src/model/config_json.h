@@ -32,10 +32,11 @@ typedef struct {
 tuna_status tuna_config_expected_tensors(const tuna_config *c, tuna_expected_tensor **list, size_t *count,
                                          tuna_error *err);
 
-/* Every required tensor present with the right shape; the first mismatch is
- * reported by name. Dtypes must be floating (F32/BF16/F16; matrices may also
- * be block-quantised: Q8_0, Q4_K, ...). Extra tensors are
- * allowed and counted in *extra (may be NULL). */
+/* Every required tensor present with the right shape, and no other tensor
+ * (one the configuration does not use means the config does not describe the
+ * weights); the first mismatch or unexpected tensor is reported by name.
+ * Dtypes must be floating (F32/BF16/F16; matrices may also be
+ * block-quantised: Q8_0, Q4_K, ...). *extra (may be NULL) is set to 0. */
 tuna_status tuna_config_verify_checkpoint(const tuna_config *c, const tuna_checkpoint *ck, size_t *extra,
                                           tuna_error *err);
 

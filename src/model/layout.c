@@ -68,3 +68,26 @@ tuna_status tuna_layout_chat(const tuna_layout *l, const int32_t *chat, size_t c
     }
     return TUNA_OK;
 }
+
+tuna_status tuna_tokenizer_check_model(const tuna_tokenizer *tok, const tuna_config *c, tuna_error *err) {
+    int32_t n = tuna_tokenizer_vocab_size(tok);
+    if (n > c->vocab_size)
+        return tuna_fail(err, TUNA_ERR_INVALID,
+                         "the tokenizer has %d tokens but the model's vocabulary is %d: it is not this model's "
+                         "tokenizer (give the right one with -t FILE)",
+                         (int)n, c->vocab_size);
+    const struct {
+        const char *name;
+        int id;
+    } special[] = {{"bos", c->tokens.bos}, {"eos", c->tokens.eos}, {"boi", c->tokens.boi},
+                   {"eoi", c->tokens.eoi}, {"image_pad", c->tokens.image_pad}, {"pad", c->tokens.pad}};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
+        size_t len = 0;
+        if (special[i].id < 0 || special[i].id >= n || !tuna_tokenizer_token_bytes(tok, special[i].id, &len))
+            return tuna_fail(err, TUNA_ERR_INVALID,
+                             "the model's %s token %d is not a token of the tokenizer (%d tokens): it is not this "
+                             "model's tokenizer (give the right one with -t FILE)",
+                             special[i].name, special[i].id, (int)n);
+    }
+    return TUNA_OK;
+}

@@ -63,4 +63,11 @@ tuna_status tuna_layout_understanding(const tuna_layout *l, int patches, const i
 tuna_status tuna_layout_chat(const tuna_layout *l, const int32_t *chat, size_t chat_len, const size_t *image_pos,
                              size_t n_images, const int *patches, tuna_error *err);
 
+/* A tokenizer fits a model when every id it can produce lies inside the
+ * model's embedding table (vocab_size) and the model's special tokens (BOS,
+ * EOS, BOI, EOI, image_pad, pad) are ids of the tokenizer. Checked once, up
+ * front, by every command that pairs the two: otherwise the first prompt
+ * fails deep in the forward ("token id ... outside [0, V)"). */
+tuna_status tuna_tokenizer_check_model(const tuna_tokenizer *tok, const tuna_config *config, tuna_error *err);
+
 #endif

@@ -24,7 +24,7 @@ typedef struct {
 static const opt_def defs[] = {
     {"model", OPT_STRING, OFF(model), "weights to start from (file or directory; also load_stage1_model)"},
     {"load_stage1_model", OPT_STRING, OFF(model), "same as model"},
-    {"tokenizer", OPT_STRING, OFF(tokenizer), "tokenizer.json[.gz] (default: the bundled one)"},
+    {"tokenizer", OPT_STRING, OFF(tokenizer), "tokenizer.json[.gz] (default: the model's, else the bundled one)"},
     {"threads", OPT_INT, OFF(threads), "compute threads (default TUNA_THREADS or all cores)"},
     {"output_dir", OPT_STRING, OFF(trainer.output_dir), "checkpoints and metrics.jsonl (./outputs/train)"},
     {"learning_rate", OPT_DOUBLE, OFF(trainer.optim.learning_rate), "peak learning rate (2e-5)"},
@@ -46,7 +46,7 @@ static const opt_def defs[] = {
     {"log_every", OPT_INT, OFF(trainer.log_every), "progress line every N steps (1)"},
     {"resume", OPT_BOOL, OFF(trainer.resume), "continue from the latest checkpoint in output_dir (true)"},
     {"seed", OPT_SPECIAL, 0, "data order, t, noise and masks (0)"},
-    {"buckets", OPT_SPECIAL, 0, "HxW list, e.g. \"32x32\" or \"512x512,448x576\" (the five 512 buckets)"},
+    {"buckets", OPT_SPECIAL, 0, "WxH list, e.g. \"32x32\" or \"512x512,576x448\" (the five 512 buckets)"},
     {"masked_image_ratio", OPT_FLOAT, OFF(data.mask_ratio_max), "mask ratio upper bound (0.3)"},
     {"masked_image_ratio_min", OPT_FLOAT, OFF(data.mask_ratio_min), "mask ratio lower bound (-0.7)"},
     {"mmu_noise_prob", OPT_FLOAT, OFF(data.und_noise_prob), "understanding: chance of a noisy t (0.1)"},
@@ -117,13 +117,14 @@ static tuna_status set_buckets(tuna_train_options *o, const char *value, tuna_er
     const char *p = value;
     while (*p) {
         int h, w, used = 0;
-        if (n == TUNA_DATA_MAX_BUCKETS || sscanf(p, "%dx%d%n", &h, &w, &used) != 2 || h <= 0 || w <= 0)
-            return tuna_fail(err, TUNA_ERR_INVALID, "buckets: expected HxW[,HxW...] (at most %d), got \"%s\"",
+        if (n == TUNA_DATA_MAX_BUCKETS || sscanf(p, "%dx%d%n", &w, &h, &used) != 2 || h <= 0 || w <= 0 ||
+            h > 4096 || w > 4096)
+            return tuna_fail(err, TUNA_ERR_INVALID, "buckets: expected WxH[,WxH...] (at most %d, sides <= 4096), got \"%s\"",
                              TUNA_DATA_MAX_BUCKETS, value);
         o->data.buckets[n++] = (tuna_bucket){h, w};
         p += used;
         if (*p == ',') p++;
-        else if (*p) return tuna_fail(err, TUNA_ERR_INVALID, "buckets: expected HxW[,HxW...], got \"%s\"", value);
+        else if (*p) return tuna_fail(err, TUNA_ERR_INVALID, "buckets: expected WxH[,WxH...], got \"%s\"", value);
     }
     if (n == 0) return tuna_fail(err, TUNA_ERR_INVALID, "buckets: empty list");
     o->data.bucket_count = n;
@@ -293,7 +294,7 @@ tuna_status tuna_train_options_parse(tuna_train_options *o, int argc, char **arg
         char keybuf[128];
         if (!strcmp(a, "-m")) key = "model";
         else if (!strcmp(a, "-o")) key = "output_dir";
-        else if (!strcmp(a, "-t")) key = "threads";
+        else if (!strcmp(a, "-t")) key = "tokenizer"; /* as in every command; threads: --threads */
         else if (!strncmp(a, "--", 2)) {
             const char *eq = strchr(a + 2, '=');
             if (eq) {

@@ -217,6 +217,15 @@ tuna_status tuna_trainer_run(const tuna_trainer_config *config, tuna_param_table
             st = tuna_train_checkpoint_save(config->output_dir, params, &cs, model_config, config->save_bf16,
                                             config->keep_last, err);
             if (st != TUNA_OK) break;
+            if (config->tokenizer_path) { /* a checkpoint loads as a complete model */
+                size_t n = strlen(config->tokenizer_path);
+                char to[4300];
+                snprintf(to, sizeof to, "%s/checkpoint-%08" PRId64 "/%s", config->output_dir, step_done,
+                         n > 3 && !strcmp(config->tokenizer_path + n - 3, ".gz") ? "tokenizer.json.gz"
+                                                                                 : "tokenizer.json");
+                st = tuna_copy_file_atomic(config->tokenizer_path, to, err);
+                if (st != TUNA_OK) break;
+            }
             if (!config->quiet) fprintf(stderr, "saved %s/checkpoint-%08" PRId64 "\n", config->output_dir, step_done);
         }
         if (config->stop_after > 0 && done_here >= config->stop_after) break;

@@ -81,6 +81,8 @@ typedef struct {
     int64_t stop_after;       /* testing: return after this many steps in this call (0: no limit) */
     double max_seconds;       /* budget of this call: stop (and save) after the step that reaches it (0: none) */
     const tuna_threads *threads; /* runs the optimizer's element-wise passes (NULL: serial; same results) */
+    const char *tokenizer_path;  /* copied into every checkpoint (tokenizer.json[.gz]), so that each is a
+                                    complete model; NULL: none */
 } tuna_trainer_config;
 
 void tuna_trainer_config_default(tuna_trainer_config *c);
