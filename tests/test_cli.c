@@ -299,6 +299,50 @@ TEST(chat_reads_long_lines_commands_and_context) {
     CHECK(rc == 0 && has("[the context is full"), "context full: turns dropped, no exit: %d %.300s", rc, out_text);
 }
 
+/* tools/setup.sh (the README's first command) in its dry-run mode, as root,
+ * as a user with sudo and as a user without: stub id/sudo in front of PATH. */
+static int setup_run(const char *stubs, int system_path, char *out, size_t cap) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "PATH=%s%s TUNA_SETUP_DRY_RUN=1 /bin/bash tools/setup.sh 2>&1", stubs,
+             system_path ? ":/usr/bin:/bin" : "");
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, cap - 1, p) : 0;
+    out[n] = '\0';
+    int status = p ? pclose(p) : -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void stub(const char *bin, const char *name, const char *body) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", bin, name);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "#!/bin/sh\n%s\n", body);
+        fclose(f);
+    }
+    chmod(path, 0755);
+}
+
+TEST(setup_script_works_as_root_and_with_sudo) {
+    char root_bin[128], user_bin[128], sudo_bin[128], out[4096];
+    snprintf(root_bin, sizeof root_bin, "%s/root-bin", dir);
+    snprintf(user_bin, sizeof user_bin, "%s/user-bin", dir);
+    snprintf(sudo_bin, sizeof sudo_bin, "%s/sudo-bin", dir);
+    mkdir(root_bin, 0755), mkdir(user_bin, 0755), mkdir(sudo_bin, 0755);
+    stub(root_bin, "id", "echo 0");
+    stub(user_bin, "id", "echo 1000");
+    stub(user_bin, "dirname", "exec /usr/bin/dirname \"$@\""); /* and nothing else: no sudo anywhere */
+    stub(sudo_bin, "id", "echo 1000");
+    stub(sudo_bin, "sudo", "exec \"$@\"");
+    int rc = setup_run(root_bin, 1, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "apt-get install") && !strstr(out, "sudo"), "as root, no sudo: %d %s", rc, out);
+    rc = setup_run(sudo_bin, 1, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "sudo apt-get update") && strstr(out, "sudo env DEBIAN_FRONTEND"),
+          "as a user with sudo: %d %s", rc, out);
+    rc = setup_run(user_bin, 0, out, sizeof out);
+    CHECK(rc == 1 && strstr(out, "run this script as root"), "a user without sudo is told what to do: %d %s", rc, out);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     char copy[4096];
@@ -316,6 +360,7 @@ int main(int argc, char **argv) {
     RUN(loading_refuses_weights_the_config_does_not_describe);
     RUN(eval_keeps_going_and_keeps_its_report);
     RUN(chat_reads_long_lines_commands_and_context);
+    RUN(setup_script_works_as_root_and_with_sudo);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (!getenv("TUNA_KEEP") && system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);

@@ -140,6 +140,17 @@ TEST(image_becomes_a_tensor_in_minus_one_to_one) {
           "a missing file fails");
 }
 
+TEST(decode_errors_do_not_echo_the_file) {
+    /* a data record may name any file: its bytes must not end up in a warning */
+    const char *secret = "root:x:0:0:root:/root:/bin/bash\n";
+    tuna_image img;
+    tuna_error err = {0};
+    CHECK(tuna_image_decode_memory((const uint8_t *)secret, strlen(secret), NULL, &img, &err) == TUNA_ERR_FORMAT,
+          "not an image");
+    CHECK(!strstr(err.message, "72 6f") && !strstr(err.message, "root"), "the message names no content: %s",
+          err.message);
+}
+
 int main(void) {
     RUN(model_dir_prefers_given_then_environment);
     RUN(tokenizer_of_the_model_directory_is_found);
@@ -148,5 +159,6 @@ int main(void) {
     RUN(weight_dtype_names);
     RUN(image_size_choice);
     RUN(image_becomes_a_tensor_in_minus_one_to_one);
+    RUN(decode_errors_do_not_echo_the_file);
     return test_summary();
 }
