@@ -31,7 +31,7 @@ static void usage(FILE *out) {
             "      --max-connections N  connections at once (default 64)\n"
             "      --timeout S          close a connection silent this long (default 60)\n"
             "      --request-timeout S  end a request that runs longer (504; default 600)\n"
-            "      --image-size HxW     size images are given to the model (default: SPEC section 4's\n"
+            "      --image-size WxH     size images are given to the model (default: SPEC section 4's\n"
             "                           bucket for patch 16, else 8 patches square)\n"
             "      --steps N            Euler steps of an image request without \"steps\" (default 50)\n"
             "      --allow-files DIR    accept image_url file:// paths under DIR (default: refused)\n"
@@ -80,7 +80,7 @@ static int parse_options(int argc, char **argv, serve_options *o) {
         case 'R': s->request_timeout_s = atoi(optarg); break;
         case 'S':
             if (cli_parse_size(optarg, &s->image_height, &s->image_width)) {
-                fprintf(stderr, "tuna serve: --image-size wants HxW\n");
+                fprintf(stderr, "tuna serve: --image-size wants WxH (width first, as --size)\n");
                 return 2;
             }
             break;
