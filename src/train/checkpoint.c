@@ -127,7 +127,7 @@ void tuna_train_checkpoint_prune(const char *output_dir, int keep_last) {
 typedef struct {
     tuna_tensor *tensors;
     char **names;
-    uint16_t **converted;
+    void **converted;
     size_t count, cap;
 } tensor_list;
 
@@ -150,7 +150,7 @@ static tuna_status list_add(tensor_list *l, const char *prefix, const tuna_param
         if (t) l->tensors = t;
         char **n = realloc(l->names, cap * sizeof *n);
         if (n) l->names = n;
-        uint16_t **c = realloc(l->converted, cap * sizeof *c);
+        void **c = realloc(l->converted, cap * sizeof *c);
         if (c) l->converted = c;
         if (!t || !n || !c) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory writing a checkpoint");
         l->cap = cap;
@@ -159,17 +159,30 @@ static tuna_status list_add(tensor_list *l, const char *prefix, const tuna_param
     char *name = malloc(len);
     if (!name) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory writing a checkpoint");
     snprintf(name, len, "%s%s", prefix, p->name);
-    uint16_t *conv = NULL;
-    if (bf16) {
-        conv = malloc((size_t)(p->numel ? p->numel : 1) * sizeof *conv);
-        if (!conv) {
+    tuna_dtype dtype = bf16 ? TUNA_BF16 : TUNA_F32;
+    const void *view = data;
+    void *conv = NULL;
+    if (!data && p->stored && p->stored->dtype == dtype) {
+        view = p->stored->data; /* a frozen weight kept as stored: written as it is */
+    } else {
+        size_t n = (size_t)(p->numel ? p->numel : 1);
+        float *wide = data ? NULL : malloc(n * sizeof(float)); /* frozen in place, another dtype */
+        conv = bf16 ? malloc(n * sizeof(uint16_t)) : wide;
+        tuna_status st = (bf16 && !conv) || (!data && !wide) ? tuna_fail(err, TUNA_ERR_NOMEM, "out of memory writing a checkpoint")
+                                                             : TUNA_OK;
+        if (st == TUNA_OK && !data) st = tuna_param_widen_stored(p, wide, err);
+        const float *src = data ? data : wide;
+        if (st == TUNA_OK && bf16)
+            for (int64_t k = 0; k < p->numel; k++) ((uint16_t *)conv)[k] = tuna_f32_to_bf16(src[k]);
+        if (wide != conv) free(wide);
+        if (st != TUNA_OK) {
+            free(conv);
             free(name);
-            return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory writing a checkpoint");
+            return st;
         }
-        for (int64_t k = 0; k < p->numel; k++) conv[k] = tuna_f32_to_bf16(data[k]);
+        view = bf16 ? conv : src;
     }
-    tuna_tensor_init_view(&l->tensors[l->count], bf16 ? TUNA_BF16 : TUNA_F32, p->ndim, p->shape,
-                          bf16 ? (void *)conv : (void *)data);
+    tuna_tensor_init_view(&l->tensors[l->count], dtype, p->ndim, p->shape, (void *)view);
     l->names[l->count] = name;
     l->converted[l->count] = conv;
     l->count++;

@@ -56,9 +56,13 @@ static const tuna_tensor *find_in(const binding *b, const tuna_tensor *views, co
         if (strcmp(b->params->items[i].name, name) == 0) return &views[i];
     return NULL;
 }
+/* A trainable (or converted) parameter's f32 master, or a frozen one as stored. */
 static const tuna_tensor *find_weight(void *ctx, const char *name) {
     binding *b = ctx;
-    return find_in(b, b->weights, name);
+    const tuna_tensor *view = find_in(b, b->weights, name);
+    if (!view) return NULL;
+    const tuna_param *p = &b->params->items[view - b->weights];
+    return p->weight ? view : p->stored;
 }
 static const tuna_tensor *find_grad(void *ctx, const char *name) {
     binding *b = ctx;

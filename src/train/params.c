@@ -2,6 +2,7 @@
 
 #include "core/dtype.h"
 #include "core/tensor.h"
+#include "ops/cpu/quant.h"
 
 #include <fnmatch.h>
 #include <stdlib.h>
@@ -21,8 +22,9 @@ tuna_param *tuna_param_table_find(const tuna_param_table *t, const char *name) {
     return NULL;
 }
 
-tuna_status tuna_param_table_add(tuna_param_table *t, const char *name, int ndim, const int64_t *shape,
-                                 const float *init, tuna_error *err) {
+/* A new entry; its f32 weight allocated (zeros) when with_weight. */
+static tuna_status add_entry(tuna_param_table *t, const char *name, int ndim, const int64_t *shape, int with_weight,
+                             tuna_error *err) {
     if (ndim < 0 || ndim > TUNA_PARAM_MAX_DIMS)
         return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "parameter %s has %d dimensions (at most %d)", name, ndim,
                          TUNA_PARAM_MAX_DIMS);
@@ -43,8 +45,8 @@ tuna_status tuna_param_table_add(tuna_param_table *t, const char *name, int ndim
     tuna_param *p = &t->items[t->count];
     memset(p, 0, sizeof *p);
     p->name = strdup(name);
-    p->weight = alloc_floats(numel);
-    if (!p->name || !p->weight) {
+    p->weight = with_weight ? alloc_floats(numel) : NULL;
+    if (!p->name || (with_weight && !p->weight)) {
         free(p->name);
         free(p->weight);
         return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory for parameter %s", name);
@@ -52,8 +54,49 @@ tuna_status tuna_param_table_add(tuna_param_table *t, const char *name, int ndim
     p->ndim = ndim;
     for (int d = 0; d < ndim; d++) p->shape[d] = shape[d];
     p->numel = numel;
-    if (init) memcpy(p->weight, init, (size_t)numel * sizeof(float));
     t->count++;
+    return TUNA_OK;
+}
+
+tuna_status tuna_param_table_add(tuna_param_table *t, const char *name, int ndim, const int64_t *shape,
+                                 const float *init, tuna_error *err) {
+    TUNA_TRY(add_entry(t, name, ndim, shape, 1, err));
+    tuna_param *p = &t->items[t->count - 1];
+    if (init) memcpy(p->weight, init, (size_t)p->numel * sizeof(float));
+    return TUNA_OK;
+}
+
+/* src widened (F32/BF16/F16) or dequantised row by row into w. */
+static tuna_status widen(const char *name, const tuna_tensor *src, float *w, int64_t numel, tuna_error *err) {
+    if (!tuna_dtype_is_quantized(src->dtype)) {
+        for (int64_t k = 0; k < numel; k++) w[k] = tuna_tensor_get_f32(src, k);
+        return TUNA_OK;
+    }
+    int64_t rows = src->shape[0], K = numel / rows;
+    size_t row_bytes = (size_t)(K / tuna_dtype_block_size(src->dtype)) * tuna_dtype_block_bytes(src->dtype);
+    for (int64_t r = 0; r < rows; r++)
+        if (tuna_dequantize_row(src->dtype, (const char *)src->data + (size_t)r * row_bytes, w + r * K, K) != 0)
+            return tuna_fail(err, TUNA_ERR_UNSUPPORTED, "parameter %s: cannot read %s", name,
+                             tuna_dtype_name(src->dtype));
+    return TUNA_OK;
+}
+
+tuna_status tuna_param_widen_stored(const tuna_param *p, float *out, tuna_error *err) {
+    if (!p->stored) return tuna_fail(err, TUNA_ERR_INTERNAL, "parameter %s has no stored tensor", p->name);
+    return widen(p->name, p->stored, out, p->numel, err);
+}
+
+tuna_status tuna_param_table_from_checkpoint_frozen_in_place(tuna_param_table *t, const tuna_checkpoint *ck,
+                                                             const tuna_freeze_rules *rules, tuna_error *err) {
+    for (size_t i = 0; i < tuna_checkpoint_count(ck); i++) {
+        const char *name = tuna_checkpoint_name(ck, i);
+        const tuna_tensor *src = tuna_checkpoint_tensor(ck, i);
+        int trainable = tuna_param_is_trainable(name, rules);
+        TUNA_TRY(add_entry(t, name, src->ndim, src->shape, trainable, err));
+        tuna_param *p = &t->items[t->count - 1];
+        if (trainable) TUNA_TRY(widen(name, src, p->weight, p->numel, err));
+        else p->stored = src;
+    }
     return TUNA_OK;
 }
 
@@ -110,6 +153,8 @@ tuna_status tuna_param_table_setup_training(tuna_param_table *t, const tuna_free
         release_state(p);
         p->trainable = tuna_param_is_trainable(p->name, rules);
         if (!p->trainable) continue;
+        if (!p->weight)
+            return tuna_fail(err, TUNA_ERR_INVALID, "parameter %s is frozen in place and cannot train", p->name);
         any = 1;
         p->grad = alloc_floats(p->numel);
         p->m = alloc_floats(p->numel);
@@ -143,6 +188,7 @@ tuna_param_stats tuna_param_table_stats(const tuna_param_table *t) {
         }
         size_t b = (size_t)p->numel * sizeof(float);
         s.state_bytes += (p->grad ? b : 0) + (p->m ? b : 0) + (p->v ? b : 0) + (p->ema ? b : 0);
+        s.master_bytes += p->weight ? b : 0;
     }
     return s;
 }

@@ -21,7 +21,9 @@ typedef struct {
     int ndim;
     int64_t shape[TUNA_PARAM_MAX_DIMS];  /* torch layout (Linear weight [out, in]) */
     int64_t numel;
-    float *weight;                       /* f32 master weight, owned, 64-byte aligned */
+    float *weight;                       /* f32 master weight, owned, 64-byte aligned; NULL when frozen in place */
+    const tuna_tensor *stored;           /* frozen in place: the checkpoint's tensor as stored (bf16, f16,
+                                            block-quantised; memory-mapped), else NULL */
     float *grad;                         /* NULL when frozen */
     float *m, *v;                        /* AdamW moments; NULL when frozen */
     float *ema;                          /* NULL when frozen or EMA disabled */
@@ -38,6 +40,8 @@ tuna_status tuna_param_table_add(tuna_param_table *t, const char *name, int ndim
                                  const float *init, tuna_error *err);
 /* Every tensor of a checkpoint, converted to f32 (F32/BF16/F16 sources). */
 tuna_status tuna_param_table_from_checkpoint(tuna_param_table *t, const tuna_checkpoint *ck, tuna_error *err);
+/* A frozen-in-place parameter's stored tensor widened to f32 (numel floats). */
+tuna_status tuna_param_widen_stored(const tuna_param *p, float *out, tuna_error *err);
 tuna_param *tuna_param_table_find(const tuna_param_table *t, const char *name);
 void tuna_param_table_free(tuna_param_table *t);
 
@@ -52,6 +56,13 @@ typedef struct {
     int train_only_count;
 } tuna_freeze_rules;
 
+/* The same, but only the parameters `rules` train get an f32 master weight:
+ * the frozen ones stay as the checkpoint stores them (weight NULL, stored =
+ * the checkpoint's tensor, any dtype the model reads), so a frozen weight
+ * costs its file bytes (mapped), not 4 bytes per element. ck must outlive the
+ * table. Trainable block-quantised tensors are dequantised. */
+tuna_status tuna_param_table_from_checkpoint_frozen_in_place(tuna_param_table *t, const tuna_checkpoint *ck,
+                                                             const tuna_freeze_rules *rules, tuna_error *err);
 int tuna_param_is_trainable(const char *name, const tuna_freeze_rules *rules);
 
 /* Decide trainable per rules and allocate grad/m/v (and ema when with_ema) for the
@@ -65,6 +76,7 @@ typedef struct {
     int64_t total, trainable;       /* element counts */
     int tensors, trainable_tensors;
     size_t state_bytes;             /* bytes allocated for grad + m + v + ema */
+    size_t master_bytes;            /* f32 master weights held by the table */
 } tuna_param_stats;
 tuna_param_stats tuna_param_table_stats(const tuna_param_table *t);
 

@@ -106,7 +106,8 @@ typedef struct {
     int unit_count;
     double learning_rate;
     int64_t trainable, steps, tokens;
-    double seconds, peak_rss_mib;
+    double seconds, cpu_seconds, peak_rss_mib; /* wall clock and CPU time (user + system) of the whole run */
+    double master_mib, state_mib; /* f32 masters (trained units only) and gradient + AdamW state */
     int probe_samples;
     double loss_damaged, loss_start, loss_restored; /* probe loss: as given, after neutralising, at the end */
 } tuna_restore_result;

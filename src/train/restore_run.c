@@ -42,30 +42,7 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* ---- the parameter table as tensors ------------------------------------------ */
-
-typedef struct {
-    tuna_param_table *params;
-    tuna_tensor *views;
-} table_views;
-
-static const tuna_tensor *find_view(void *ctx, const char *name) {
-    table_views *t = ctx;
-    for (int i = 0; i < t->params->count; i++)
-        if (strcmp(t->params->items[i].name, name) == 0) return &t->views[i];
-    return NULL;
-}
-
-static tuna_status make_views(table_views *t, tuna_param_table *params, tuna_error *err) {
-    t->params = params;
-    t->views = calloc((size_t)(params->count ? params->count : 1), sizeof *t->views);
-    if (!t->views) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < params->count; i++) {
-        tuna_param *p = &params->items[i];
-        tuna_tensor_init_view(&t->views[i], TUNA_F32, p->ndim, p->shape, p->weight);
-    }
-    return TUNA_OK;
-}
+static const tuna_tensor *find_in_checkpoint(void *ctx, const char *name) { return tuna_checkpoint_find(ctx, name); }
 
 /* ---- neutralising ------------------------------------------------------------
  * A damaged unit's random weights inject noise into the residual stream. With
@@ -137,6 +114,12 @@ static double peak_rss_mib(void) {
     return (double)ru.ru_maxrss / 1024.0;
 }
 
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec + 1e-6 * ru.ru_stime.tv_usec;
+}
+
 static tuna_status write_text(FILE *out, void *ctx, tuna_error *err) {
     const char *text = ctx;
     if (fputs(text, out) < 0 || fputc('\n', out) == EOF) return tuna_fail(err, TUNA_ERR_IO, "write failed");
@@ -168,7 +151,10 @@ static tuna_status write_report(const char *path, const tuna_restore_options *o,
     cJSON_AddNumberToObject(root, "steps", (double)r->steps);
     cJSON_AddNumberToObject(root, "tokens", (double)r->tokens);
     cJSON_AddNumberToObject(root, "seconds", r->seconds);
+    cJSON_AddNumberToObject(root, "cpu_seconds", r->cpu_seconds);
     cJSON_AddNumberToObject(root, "peak_rss_mib", r->peak_rss_mib);
+    cJSON_AddNumberToObject(root, "master_weights_mib", r->master_mib);
+    cJSON_AddNumberToObject(root, "optimizer_state_mib", r->state_mib);
     cJSON_AddNumberToObject(root, "probe_samples", r->probe_samples);
     cJSON_AddNumberToObject(root, "probe_loss_damaged", r->loss_damaged);
     cJSON_AddNumberToObject(root, "probe_loss_start", r->loss_start);
@@ -202,17 +188,18 @@ static tuna_status write_model(const tuna_restore_options *o, const char *run_di
 
 /* ---- the run ---------------------------------------------------------------------------- */
 
-static tuna_status pick_units(tuna_restore_options *o, table_views *tv, const tuna_config *c,
+static tuna_status pick_units(tuna_restore_options *o, tuna_checkpoint *ck, const tuna_config *c,
                               tuna_restore_detection *d, tuna_restore_result *r, tuna_error *err) {
     if (o->layer_count == 0) {
-        TUNA_TRY(tuna_restore_detect(c, find_view, tv, d, err));
+        TUNA_TRY(tuna_restore_detect(c, find_in_checkpoint, ck, d, err));
         for (int i = 0; i < d->count && r->unit_count < TUNA_RESTORE_MAX_UNITS; i++)
             if (d->units[i].damaged) snprintf(r->units[r->unit_count++], 64, "%s", d->units[i].prefix);
         return TUNA_OK;
     }
     for (int i = 0; i < o->layer_count && i < TUNA_RESTORE_MAX_UNITS; i++) {
         int found = 0;
-        for (int k = 0; k < tv->params->count && !found; k++) found = tuna_restore_in_unit(tv->params->items[k].name, o->layers[i]);
+        for (size_t k = 0; k < tuna_checkpoint_count(ck) && !found; k++)
+            found = tuna_restore_in_unit(tuna_checkpoint_name(ck, k), o->layers[i]);
         if (!found) return tuna_fail(err, TUNA_ERR_INVALID, "--layers: no tensor of the model is under '%s'", o->layers[i]);
         snprintf(r->units[r->unit_count++], 64, "%s", o->layers[i]);
     }
@@ -227,31 +214,29 @@ tuna_status tuna_restore_run(tuna_restore_options *o, const tuna_tokenizer *tok,
     if (!o->train.model || !out) return tuna_fail(err, TUNA_ERR_INVALID, "restore needs -m MODEL and -o OUT");
     if (mkdir(out, 0755) != 0 && errno != EEXIST) return tuna_fail(err, TUNA_ERR_IO, "cannot create %s", out);
 
-    tuna_checkpoint *ck = NULL;
+    tuna_checkpoint *ck = NULL; /* open for the whole run: frozen weights are read in place */
     tuna_config config;
     const char *source;
     tuna_param_table params = {0};
-    table_views tv = {0};
     tuna_restore_detection d = {0};
     tuna_train_model model = {0};
     tuna_train_batch **probe = NULL;
     int probe_batches = 0;
     tuna_status s = tuna_checkpoint_open(o->train.model, &ck, err);
     if (s == TUNA_OK) s = tuna_config_for_checkpoint(ck, &config, &source, err);
-    if (s == TUNA_OK) s = tuna_param_table_from_checkpoint(&params, ck, err);
-    if (ck) tuna_checkpoint_close(ck);
-    if (s == TUNA_OK) s = make_views(&tv, &params, err);
-    if (s == TUNA_OK) s = pick_units(o, &tv, &config, &d, r, err);
+    if (s == TUNA_OK) s = pick_units(o, ck, &config, &d, r, err);
     if (s == TUNA_OK && r->unit_count == 0) s = tuna_fail(err, TUNA_ERR_INVALID, "no damaged unit found: nothing to restore");
 
-    /* train only the damaged units, from a harmless start */
-    const char *patterns[TUNA_RESTORE_MAX_UNITS];
+    /* train only the damaged units, from a harmless start; the rest stays as stored */
+    const char *patterns[2 * TUNA_RESTORE_MAX_UNITS]; /* "P" (a tensor named so) and "P.*" */
     char globs[TUNA_RESTORE_MAX_UNITS][70];
     for (int i = 0; s == TUNA_OK && i < r->unit_count; i++) {
         snprintf(globs[i], sizeof globs[i], "%s.*", r->units[i]);
-        patterns[i] = globs[i];
+        patterns[2 * i] = r->units[i];
+        patterns[2 * i + 1] = globs[i];
     }
-    tuna_freeze_rules rules = {NULL, 0, patterns, r->unit_count};
+    tuna_freeze_rules rules = {NULL, 0, patterns, 2 * r->unit_count};
+    if (s == TUNA_OK) s = tuna_param_table_from_checkpoint_frozen_in_place(&params, ck, &rules, err);
     if (s == TUNA_OK) {
         o->train.data.tokenizer = tok;
         o->train.data.tokens = config.tokens;
@@ -271,6 +256,8 @@ tuna_status tuna_restore_run(tuna_restore_options *o, const tuna_tokenizer *tok,
     if (s == TUNA_OK) {
         tuna_param_stats ps = tuna_param_table_stats(&params);
         r->trainable = ps.trainable;
+        r->master_mib = (double)ps.master_bytes / 1048576.0;
+        r->state_mib = (double)ps.state_bytes / 1048576.0;
         if (o->train.trainer.optim.learning_rate < 0) o->train.trainer.optim.learning_rate = default_learning_rate(&config);
         r->learning_rate = o->train.trainer.optim.learning_rate;
         tuna_trainer_config tc = o->train.trainer;
@@ -280,8 +267,10 @@ tuna_status tuna_restore_run(tuna_restore_options *o, const tuna_tokenizer *tok,
         tc.threads = &threads;
         tc.max_seconds = o->max_minutes * 60.0;
         if (!tc.quiet)
-            fprintf(stderr, "restoring %d unit(s), %.3fM parameters trained, the rest frozen; lr %.3g\n", r->unit_count,
-                    ps.trainable / 1e6, r->learning_rate);
+            fprintf(stderr,
+                    "restoring %d unit(s): %.3fM of %.3fM parameters trained (f32 masters %.1f MiB, gradients and "
+                    "AdamW %.1f MiB), the rest frozen as stored; lr %.3g\n",
+                    r->unit_count, ps.trainable / 1e6, ps.total / 1e6, r->master_mib, r->state_mib, r->learning_rate);
         tuna_trainer_result tr;
         s = tuna_trainer_run(&tc, &params, &model, &o->train.data, &config, &tr, err);
         r->steps = tr.final_step;
@@ -290,6 +279,7 @@ tuna_status tuna_restore_run(tuna_restore_options *o, const tuna_tokenizer *tok,
         r->tokens = tr.tokens;
     }
     r->seconds = now_seconds() - t0;
+    r->cpu_seconds = cpu_seconds();
     r->peak_rss_mib = peak_rss_mib();
     if (s == TUNA_OK) {
         char path[4200];
@@ -300,7 +290,7 @@ tuna_status tuna_restore_run(tuna_restore_options *o, const tuna_tokenizer *tok,
     free(probe);
     if (model.destroy) model.destroy(model.ctx);
     tuna_restore_detection_free(&d);
-    free(tv.views);
     tuna_param_table_free(&params);
+    if (ck) tuna_checkpoint_close(ck);
     return s;
 }
