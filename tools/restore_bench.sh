@@ -12,7 +12,7 @@
 #    1000) and everything at the restore lr, under the same budget;
 # 4. every model scored by `tuna eval` on the same held-out subset, and by the
 #    restore probe loss.
-# Budgets are optimizer steps on one thread (-t 1), reported with the CPU time
+# Budgets are optimizer steps on one thread (--threads 1), reported with the CPU time
 # they took: CPU seconds do not depend on what else the machine runs, wall-clock
 # minutes on a shared machine would. Writes OUT_DIR/results.md (and recovery.png).
 set -euo pipefail
@@ -26,7 +26,7 @@ tuna=${TUNA:-build/tuna}
 mkdir -p "$out"
 keys=(--t2i_jsonl "$data/t2i.jsonl" --mmu_jsonl "$data/understanding.jsonl" --edit_jsonl "$data/edit.jsonl"
       --text_jsonl "$data/text.jsonl" --t2i_batch_size 8 --mmu_batch_size 8 --edit_batch_size 8
-      --text_batch_size 8 --buckets 32x32 --und_layout inference --seed 1 --probe_samples 32 -t 1 -q)
+      --text_batch_size 8 --buckets 32x32 --und_layout inference --seed 1 --probe_samples 32 --threads 1 -q)
 eval_args=(--max-per-group "${EVAL_PER_GROUP:-8}" --steps 10 -q)
 
 score() { # name model_dir
