@@ -148,10 +148,10 @@ typedef struct {
     int loaded;
 } serve_fixture;
 
-static inline int serve_fixture_load(serve_fixture *f) {
+static inline int serve_fixture_load_dir(serve_fixture *f, const char *dir) {
     memset(f, 0, sizeof *f);
     tuna_error err = {0};
-    if (tuna_load_model_and_tokenizer("models/tuna2-small", NULL, &f->model, &f->tok, &err) != TUNA_OK) {
+    if (tuna_load_model_and_tokenizer(dir, NULL, &f->model, &f->tok, &err) != TUNA_OK) {
         fprintf(stderr, "  loading the bundled model: %s\n", err.message);
         return -1;
     }
@@ -161,6 +161,8 @@ static inline int serve_fixture_load(serve_fixture *f) {
     f->loaded = 1;
     return 0;
 }
+
+static inline int serve_fixture_load(serve_fixture *f) { return serve_fixture_load_dir(f, "models/tuna2-small"); }
 
 /* Start an engine and a server on a free loopback port. opts may be NULL (defaults). */
 static inline int serve_fixture_start(serve_fixture *f, int slots, int queue, const tuna_server_options *opts) {
