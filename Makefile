@@ -3,6 +3,7 @@
 #   make test     build and run every test (prints "N passed, N failed")
 #   make asan     the same tests under AddressSanitizer + UBSan (build-asan/)
 #   make fuzz     libFuzzer targets with clang (build-fuzz/)
+#   make fuzz-smoke  each fuzz target for FUZZ_SECONDS (10) from its seeds (CI)
 #   make bench    benchmark binaries (build/bench/)
 #
 # Sources are found by wildcard: a new .c file under src/ is part of the library.
@@ -33,7 +34,7 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan fuzz bench clean
+.PHONY: all test asan fuzz fuzz-smoke bench clean
 all: $(BUILD)/libtuna.a $(BUILD)/tuna
 
 $(BUILD)/%_avx512.o: %_avx512.c
@@ -78,6 +79,20 @@ fuzz:
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  echo "clang $$f -> $(FUZZ_BUILD)/fuzz/$$n"; \
 	  clang $(CPPFLAGS) -std=c11 -O1 -g -fopenmp -fsanitize=fuzzer,address,undefined $(BASE_ISA) $$f $(FUZZ_BUILD)/libtuna.a $(LDLIBS) -o $(FUZZ_BUILD)/fuzz/$$n || exit 1; done
+
+# Each libFuzzer target for FUZZ_SECONDS on a scratch corpus grown from its seeds
+# (fuzz/seeds-NAME: valid inputs of every kind it parses), as CI runs it.
+FUZZ_SECONDS ?= 10
+fuzz-smoke: SHELL := /bin/bash
+fuzz-smoke: fuzz
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); s=fuzz/seeds-$$(echo $${n#fuzz_} | tr _ -); \
+	  [ -d $$s ] || s=fuzz/seeds-$$(echo $${n#fuzz_} | cut -d_ -f1); \
+	  [ -d $$s ] || { echo "fuzz-smoke: no seed corpus for $$n"; exit 1; }; \
+	  c=$$(mktemp -d); echo "fuzz-smoke: $$n, $(FUZZ_SECONDS) s from $$s ($$(ls $$s | wc -l) seeds)"; \
+	  $(FUZZ_BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -seed=1 -print_final_stats=1 $$c $$s > $$c.log 2>&1; \
+	  rc=$$?; grep -E "INITED|DONE|stat::number_of_executed_units|ERROR|SUMMARY" $$c.log | tail -4; \
+	  rm -rf $$c $$c.log; [ $$rc -eq 0 ] || { echo "fuzz-smoke: $$n failed ($$rc)"; exit 1; }; done; \
+	  echo "fuzz-smoke: every target ran clean"
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -104,6 +104,7 @@ TEST(no_argument_is_dropped_silently) {
         {"reconstruct -i x.png -p x -o %s/o.png", "is not used here"},
         {"generate -p x -f prompts.txt -o %s/o.png", "is not used here"},
         {"generate -p x -o - -n 2 # %s", "standard output"},
+        {"demo -o - # %s", "standard output"},
         {"eval --train-judge tasks.jsonl # %s", "--train-judge takes no task file"},
         {"forward -t 2 -m x --in a --out %s/b", "invalid option"},
         {"understand -p x --bogus # %s", "unrecognized option"},

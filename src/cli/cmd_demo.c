@@ -154,6 +154,10 @@ int cli_cmd_demo(int argc, char **argv) {
     demo_options o = {.output = "demo.png", .steps = 30, .cfg = 3.0f};
     int rc = parse(argc, argv, &o);
     if (rc >= 0) return rc;
+    if (strcmp(o.output, "-") == 0) {
+        fprintf(stderr, "tuna demo: -o - is not possible: the answers go to standard output\n");
+        return 2;
+    }
     if (cli_check_output("demo", o.output)) return 1;
     double started = cli_now();
     tuna_model model;
