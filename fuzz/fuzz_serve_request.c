@@ -8,7 +8,8 @@
  *   3  a data: URI, base64 and a reply read back into tool calls
  * Every parse must succeed or fail with a 4xx/5xx error object, never crash,
  * hang or leak (ASan).
- *   make fuzz && build-fuzz/fuzz/fuzz_serve_request -max_total_time=300 fuzz/seeds-serve */
+ *   make fuzz && mkdir -p fuzz/corpus-serve && cp fuzz/seeds-serve/* fuzz/corpus-serve/
+ *   build-fuzz/fuzz/fuzz_serve_request -max_total_time=300 -max_len=65536 fuzz/corpus-serve */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
