@@ -4,8 +4,9 @@
  *  - Activations are f32, contiguous, row-major. "[L, H, D]" means a buffer of
  *    L*H*D floats with D fastest.
  *  - Weights of linear layers are tuna_tensor in PyTorch Linear layout [N, K]
- *    (out_features, in_features), dtype F32, BF16 or F16, contiguous. They are
- *    never converted as a whole: 16-bit weights are read in place.
+ *    (out_features, in_features), dtype F32, BF16, F16 or a ggml block type
+ *    (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K: ops/cpu/quant.h), contiguous. They are
+ *    never converted as a whole: 16-bit and quantised weights are read in place.
  *  - Small parameter vectors (norm weights, biases, adaLN vectors) are f32.
  *  - `pool` may be NULL (one thread). Kernels that can reject their input return
  *    tuna_status and take `err` (may be NULL); pure arithmetic on sizes the
@@ -43,6 +44,10 @@ extern "C" {
  *                            TUNA_ISA=avx2 forces AVX2);
  *               M >= 64:     blocks of W widened to f32 for OpenBLAS.
  *               Arithmetic is f32 throughout (no AVX-512-BF16 dot products).
+ *   Q8_0/Q4_0/Q5_0/Q4_K/Q6_K (K a multiple of the block; matmul_quant.c):
+ *               M <= 8:      x quantised to 8 bits per 32, integer dot products
+ *                            (AVX2; scalar without it);
+ *               M >  8:      blocks of W dequantised to f32 for OpenBLAS.
  * Parallel over N. bias may be NULL. y must not alias x.
  * Fails (TUNA_ERR_INVALID / UNSUPPORTED) on a non-2D weight, K mismatch, or
  * unsupported dtype. */
@@ -50,7 +55,7 @@ tuna_status tuna_matmul_forward(float *y, const float *x, const tuna_tensor *wei
                                 const float *bias, int64_t M, int64_t K,
                                 const tuna_threads *pool, tuna_error *err);
 
-/* The same on a raw pointer: w is [N,K] of dtype w_dtype (F32, BF16, F16). */
+/* The same on a raw pointer: w is [N,K] of dtype w_dtype (F32, BF16, F16, a block type). */
 tuna_status tuna_matmul_forward_raw(float *y, const float *x, const void *w, tuna_dtype w_dtype,
                                     const float *bias, int64_t M, int64_t N, int64_t K,
                                     const tuna_threads *pool, tuna_error *err);
@@ -71,7 +76,8 @@ tuna_status tuna_matmul_forward_group(const tuna_matmul_target *targets, int cou
                                       int64_t K, const tuna_threads *pool, tuna_error *err);
 
 /* Input gradient: dx[M,K] = dy[M,N] @ W[N,K]  (accumulate != 0: dx += ...).
- * W in F32, BF16 or F16 (16-bit W converted in tiles, as in the forward). */
+ * W in F32, BF16, F16 or a block type (16-bit W widened, quantised W
+ * dequantised, in row blocks: a frozen quantised matrix stays quantised). */
 tuna_status tuna_matmul_backward_input(float *dx, const float *dy, const tuna_tensor *weight,
                                        int64_t M, int accumulate,
                                        const tuna_threads *pool, tuna_error *err);
@@ -258,7 +264,7 @@ tuna_status tuna_patch_embed_forward(float *y, const float *images, int n_images
  * Tuna-2: dim 256, max_period 1e4, t in [0,1] unscaled. */
 void tuna_timestep_embedding(float *out, const float *t, int64_t n, int dim, double max_period);
 
-/* out[i, :] = table[ids[i], :] converted to f32; table [V, dim] F32/BF16/F16.
+/* out[i, :] = table[ids[i], :] converted to f32; table [V, dim] F32/BF16/F16 or a block type.
  * Fails on an id outside [0, V) (nothing written past the failing row). */
 tuna_status tuna_embedding_forward(float *out, const tuna_tensor *table, const int32_t *ids,
                                    int64_t n, tuna_error *err);
