@@ -19,22 +19,25 @@ static void usage(FILE *out) {
                  "  -t, --tokenizer FILE  the tokenizer the model will use (default: tokenizer.json[.gz]\n"
                  "                        beside the config, else the bundled Qwen2.5 one); refused when\n"
                  "                        its ids do not fit the configuration's vocabulary\n"
-                 "  --seed N              decides every value (default 0): the same seed gives the same file\n");
+                 "  --seed N              decides every value (default 0): the same seed gives the same file\n"
+                 "  -q, --quiet           say nothing on success\n");
 }
 
 int cli_cmd_init(int argc, char **argv) {
     static const struct option longs[] = {{"config", required_argument, 0, 'c'}, {"output", required_argument, 0, 'o'},
                                           {"seed", required_argument, 0, 's'},   {"tokenizer", required_argument, 0, 't'},
-                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+                                          {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
     const char *config_path = NULL, *out = NULL, *tokenizer = NULL;
     unsigned long long seed = 0;
-    int c;
+    int c, quiet = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:o:t:h", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:o:t:qh", longs, NULL)) != -1) {
         switch (c) {
         case 'c': config_path = optarg; break;
         case 'o': out = optarg; break;
         case 't': tokenizer = optarg; break;
+        case 'q': quiet = 1; break;
         case 's': if (cli_seed("init", "--seed", optarg, &seed)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "tuna init: see tuna init --help\n"); return 2;
@@ -80,6 +83,6 @@ int cli_cmd_init(int argc, char **argv) {
         fprintf(stderr, "tuna init: %s\n", err.message);
         return 1;
     }
-    fprintf(stderr, "wrote %s/model.safetensors, %s/config.json and %s\n", out, out, to);
+    if (!quiet) fprintf(stderr, "wrote %s/model.safetensors, %s/config.json and %s\n", out, out, to);
     return 0;
 }

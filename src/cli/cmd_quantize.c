@@ -192,11 +192,11 @@ int cli_cmd_quantize(int argc, char **argv) {
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             print_usage(stdout);
             return 0;
-        } else if (strcmp(a, "-m") == 0 && more) src_path = argv[++i];
-        else if (strcmp(a, "-o") == 0 && more) dst = argv[++i];
+        } else if ((strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) && more) src_path = argv[++i];
+        else if ((strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) && more) dst = argv[++i];
         else if (strcmp(a, "--type") == 0 && more) type_name = argv[++i];
-        else if (strcmp(a, "-t") == 0 && more) tokenizer_arg = argv[++i];
-        else if (strcmp(a, "--quiet") == 0) quiet = 1;
+        else if ((strcmp(a, "-t") == 0 || strcmp(a, "--tokenizer") == 0) && more) tokenizer_arg = argv[++i];
+        else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) quiet = 1;
         else if (strcmp(a, "--rule") == 0 && more) {
             char *spec = argv[++i], *eq = strrchr(spec, '=');
             tuna_dtype t;
@@ -207,6 +207,7 @@ int cli_cmd_quantize(int argc, char **argv) {
             *eq = '\0';
             rules[n_rules++] = (rule){spec, t};
         } else {
+            fprintf(stderr, "tuna quantize: unexpected argument '%s'%s\n", a, more ? "" : " (or a missing value)");
             print_usage(stderr);
             return 2;
         }
