@@ -156,7 +156,7 @@ TEST(quantized_models) {
         /* tuna bench on the quantised model: the llama-bench figures, as JSON */
         char cmd[8192], json[400], text[4096];
         snprintf(json, sizeof json, "%s/bench.json", work);
-        snprintf(cmd, sizeof cmd, "%s bench -m %s -t 1 --prompt 16 --decode 4 --gen-size 32 --gen-steps 1 --reps 1 "
+        snprintf(cmd, sizeof cmd, "%s bench -m %s --threads 1 --prompt 16 --decode 4 --gen-size 32 --gen-steps 1 --reps 1 "
                                   "--json %s > /dev/null", tuna_bin, dir, json);
         CHECK(system(cmd) == 0, "tuna bench on %s", dir);
         FILE *f = fopen(json, "r");

@@ -1,4 +1,4 @@
-/* `tuna bench -m MODEL [--json FILE] [-t THREADS]`: the model's speed, as
+/* `tuna bench -m MODEL [--json FILE] [--threads N]`: the model's speed, as
  * llama-bench prints it:
  *   prefill  tokens/s of one forward over a P-token text prompt (default 512),
  *            logits of the last row; best of --reps runs
@@ -11,6 +11,7 @@
  * parameter count. Token ids are synthetic (ordinary text ids), so any model
  * of any vocabulary runs. --json writes prefill_tokens_per_s,
  * decode_tokens_per_s, generation_step_s and the rest. */
+#include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "core/rng.h"
 #include "core/tensor.h"
@@ -64,7 +65,7 @@ static void on_step(void *ctx, int step, int steps, double seconds) {
 }
 
 static void print_usage(FILE *out) {
-    fprintf(out, "usage: tuna bench [-m MODEL] [-t THREADS] [--json FILE] [--prompt P] [--decode D]\n"
+    fprintf(out, "usage: tuna bench [-m MODEL] [--threads N] [--json FILE] [--prompt P] [--decode D]\n"
                  "                  [--gen-size S] [--gen-steps G] [--reps R]\n"
                  "  prefill tokens/s (P-token prompt, default 512), decode tokens/s (D tokens after it,\n"
                  "  default 64), seconds per SxS guided generation step (default 256; --gen-steps 0: skip)\n");
@@ -97,13 +98,13 @@ int cli_cmd_bench(int argc, char **argv) {
             print_usage(stdout);
             return 0;
         } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && more) model_arg = argv[++i];
-        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && more) threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--threads") && more) { if (cli_int("bench", a, argv[++i], 1, 4096, &threads)) return 2; }
         else if (!strcmp(a, "--json") && more) json = argv[++i];
-        else if (!strcmp(a, "--prompt") && more) P = atoi(argv[++i]);
-        else if (!strcmp(a, "--decode") && more) D = atoi(argv[++i]);
-        else if (!strcmp(a, "--gen-size") && more) gen_size = atoi(argv[++i]);
-        else if (!strcmp(a, "--gen-steps") && more) gen_steps = atoi(argv[++i]);
-        else if (!strcmp(a, "--reps") && more) reps = atoi(argv[++i]);
+        else if (!strcmp(a, "--prompt") && more) { if (cli_int("bench", a, argv[++i], 1, 65536, &P)) return 2; }
+        else if (!strcmp(a, "--decode") && more) { if (cli_int("bench", a, argv[++i], 0, 65536, &D)) return 2; }
+        else if (!strcmp(a, "--gen-size") && more) { if (cli_int("bench", a, argv[++i], 1, 4096, &gen_size)) return 2; }
+        else if (!strcmp(a, "--gen-steps") && more) { if (cli_int("bench", a, argv[++i], 0, 1000, &gen_steps)) return 2; }
+        else if (!strcmp(a, "--reps") && more) { if (cli_int("bench", a, argv[++i], 1, 100, &reps)) return 2; }
         else {
             print_usage(stderr);
             return 2;

@@ -1,6 +1,7 @@
 /* `tuna restore`: find the re-initialised units of a foundation checkpoint
  * (`detect`), make a damaged copy for tests and benchmarks (`damage`), and
  * re-learn them (the default). docs/restoration.md. */
+#include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "core/rng.h"
 #include "core/tensor.h"
@@ -236,11 +237,7 @@ static int cmd_run(int argc, char **argv) {
             }
         } else if (!strcmp(a, "--no-neutralize") || !strcmp(a, "--no_neutralize")) o.neutralize = 0;
         else if ((!strcmp(a, "--probe_samples") || !strcmp(a, "--probe-samples")) && has_value) {
-            o.probe_samples = atoi(argv[++i]);
-            if (o.probe_samples < 1 || o.probe_samples > 4096) {
-                fprintf(stderr, "tuna restore: --probe_samples must be in [1, 4096]\n");
-                return free(rest), 2;
-            }
+            if (cli_int("restore", a, argv[++i], 1, 4096, &o.probe_samples)) return free(rest), 2;
         } else rest[n++] = argv[i];
     }
     tuna_error err = {0};

@@ -67,26 +67,36 @@ static int parse_options(int argc, char **argv, serve_options *o) {
         case 'm': o->model = optarg; break;
         case 't': o->tokenizer = optarg; break;
         case 'H': s->host = optarg; break;
-        case 'p': s->port = atoi(optarg); break;
+        case 'p': if (cli_int("serve", "--port", optarg, 0, 65535, &s->port)) return 2; break;
         case 'k': s->api_key = optarg; break;
         case 'N': o->model_name = optarg; break;
-        case 's': o->slots = atoi(optarg); break;
-        case 'C': s->context = atoi(optarg); break;
-        case 'q': o->queue = atoi(optarg); break;
-        case 'B': s->limits.max_body = strtoull(optarg, NULL, 10); break;
-        case 'X': s->limits.max_image_pixels = strtoll(optarg, NULL, 10); break;
-        case 'c': s->max_connections = atoi(optarg); break;
-        case 'T': s->idle_timeout_s = atoi(optarg); break;
-        case 'R': s->request_timeout_s = atoi(optarg); break;
+        case 's': if (cli_int("serve", "--slots", optarg, 1, 64, &o->slots)) return 2; break;
+        case 'C': if (cli_int("serve", "--context", optarg, 64, 1 << 20, &s->context)) return 2; break;
+        case 'q': if (cli_int("serve", "--queue", optarg, 1, 1 << 20, &o->queue)) return 2; break;
+        case 'B': {
+            long long v;
+            if (cli_i64("serve", "--max-body", optarg, 1024, 1LL << 40, &v)) return 2;
+            s->limits.max_body = (size_t)v;
+            break;
+        }
+        case 'X': {
+            long long v;
+            if (cli_i64("serve", "--max-image-pixels", optarg, 64, 1LL << 40, &v)) return 2;
+            s->limits.max_image_pixels = v;
+            break;
+        }
+        case 'c': if (cli_int("serve", "--max-connections", optarg, 1, 1 << 20, &s->max_connections)) return 2; break;
+        case 'T': if (cli_int("serve", "--idle-timeout", optarg, 1, 1 << 24, &s->idle_timeout_s)) return 2; break;
+        case 'R': if (cli_int("serve", "--request-timeout", optarg, 1, 1 << 24, &s->request_timeout_s)) return 2; break;
         case 'S':
             if (cli_parse_size(optarg, &s->image_height, &s->image_width)) {
                 fprintf(stderr, "tuna serve: --image-size wants WxH (width first, as --size)\n");
                 return 2;
             }
             break;
-        case 'e': s->default_steps = atoi(optarg); break;
+        case 'e': if (cli_int("serve", "--steps", optarg, 1, 10000, &s->default_steps)) return 2; break;
         case 'F': s->limits.files_dir = optarg; break;
-        case 'n': o->threads = atoi(optarg); break;
+        case 'n': if (cli_int("serve", "--threads", optarg, 1, 4096, &o->threads)) return 2; break;
         case 'd': o->dtype = optarg; break;
         case 'Q': o->quiet = 1; break;
         case 'h': usage(stdout); return 0;
