@@ -20,14 +20,14 @@ cd "$(dirname "$0")/.."
 data=${1:?usage: tools/restore_bench.sh DATASET_DIR [OUT_DIR] [BUDGETS_STEPS...]}
 out=${2:-out/restore-bench}
 shift 2 || shift $#
-budgets=${*:-"100 300"}
+budgets=${*:-"50 200"}
 k=${K:-1}
 tuna=${TUNA:-build/tuna}
 mkdir -p "$out"
 keys=(--t2i_jsonl "$data/t2i.jsonl" --mmu_jsonl "$data/understanding.jsonl" --edit_jsonl "$data/edit.jsonl"
       --text_jsonl "$data/text.jsonl" --t2i_batch_size 8 --mmu_batch_size 8 --edit_batch_size 8
       --text_batch_size 8 --buckets 32x32 --und_layout inference --seed 1 --probe_samples 32 --threads 1 -q)
-eval_args=(--max-per-group "${EVAL_PER_GROUP:-8}" --steps 10 -q)
+eval_args=(--only "${EVAL_KINDS:-understand,generate}" --max-per-group "${EVAL_PER_GROUP:-6}" --steps 10 -q)
 
 score() { # name model_dir
     local name=$1 model=$2
@@ -62,7 +62,7 @@ for n in $budgets; do run "k$k-restore-${n}steps" "$n"; done
 last=$(echo "$budgets" | awk '{print $NF}')
 run "k$k-no-neutralize-${last}steps" "$last" --no-neutralize
 run "k$k-official-${last}steps" "$last" --layers "$everything" --no-neutralize --learning_rate 2e-5 --warmup_steps 1000
-run "k$k-all-${last}steps" "$last" --layers "$everything" --no-neutralize
+[ -n "${WITH_ALL:-}" ] && run "k$k-all-${last}steps" "$last" --layers "$everything" --no-neutralize
 
 python3 tools/restore_bench_report.py "$out" > "$out/results.md"
 cat "$out/results.md"

@@ -28,6 +28,8 @@ names = sorted(n[:-len(".eval.json")] for n in os.listdir(out) if n.endswith(".e
 order = ["ref"] + [n for n in names if n.startswith("damaged")] + [n for n in names if n[0] == "k"]
 
 def pct(model, key):
+    if key not in ref or key not in model:
+        return float("nan")
     r = ref[key]["overall"]
     return 100.0 * model[key]["overall"] / r if r else float("nan")
 
@@ -47,7 +49,7 @@ for name in order:
     rss = "%.0f MiB" % rep["peak_rss_mib"] if name[0] == "k" else "-"
     print("| %s | %s | %s | %s | %s | %.4f | %.1f%% | %.1f%% | %.1f%% | %.2f dB |" % (
         name, "%.1f" % minutes if minutes else "-", steps, trained, rss, loss, und, gen, edit,
-        ev["reconstruct"]["psnr"]))
+        ev.get("reconstruct", {}).get("psnr", float("nan"))))
     if "restore-" in name:
         points.append((minutes, und, gen))
 

@@ -11,7 +11,6 @@
 #include "model/config_json.h"
 #include "train/restore.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -44,34 +43,6 @@ static void usage(FILE *out) {
 
 static const tuna_tensor *find_in_checkpoint(void *ctx, const char *name) { return tuna_checkpoint_find(ctx, name); }
 
-static int write_json(const char *path, const tuna_restore_detection *d) {
-    cJSON *root = cJSON_CreateObject(), *units = cJSON_AddArrayToObject(root, "units");
-    cJSON_AddNumberToObject(root, "threshold", d->threshold);
-    for (int i = 0; i < d->count; i++) {
-        const tuna_restore_unit *u = &d->units[i];
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "prefix", u->prefix);
-        cJSON_AddBoolToObject(j, "damaged", u->damaged);
-        cJSON_AddNumberToObject(j, "score", u->score);
-        cJSON_AddNumberToObject(j, "margin", u->margin);
-        cJSON_AddNumberToObject(j, "matrices", u->matrices);
-        cJSON_AddNumberToObject(j, "fresh_matrices", u->fresh_matrices);
-        cJSON_AddNumberToObject(j, "min_excess", u->min_excess);
-        cJSON_AddNumberToObject(j, "max_excess", u->max_excess);
-        cJSON_AddNumberToObject(j, "vectors", u->vectors);
-        cJSON_AddNumberToObject(j, "constant_vectors", u->constant_vectors);
-        cJSON_AddItemToArray(units, j);
-    }
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    FILE *f = text ? fopen(path, "w") : NULL;
-    int ok = f && fputs(text, f) >= 0;
-    if (f && fclose(f) != 0) ok = 0;
-    free(text);
-    if (!ok) fprintf(stderr, "tuna restore detect: cannot write %s\n", path);
-    return ok ? 0 : 1;
-}
-
 static int cmd_detect(int argc, char **argv) {
     const char *model = NULL, *json = NULL;
     for (int i = 0; i < argc; i++) {
@@ -100,7 +71,11 @@ static int cmd_detect(int argc, char **argv) {
                u->prefix, u->score, d.threshold, 100 * u->margin, u->fresh_matrices, u->matrices, u->min_excess,
                u->max_excess, u->constant_vectors, u->vectors);
     }
-    int rc = json ? write_json(json, &d) : 0;
+    int rc = 0;
+    if (json && tuna_restore_detection_save(json, &d, &err) != TUNA_OK) {
+        fprintf(stderr, "tuna restore detect: %s\n", err.message);
+        rc = 1;
+    }
     tuna_restore_detection_free(&d);
     tuna_checkpoint_close(ck);
     return rc;

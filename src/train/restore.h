@@ -52,6 +52,13 @@ tuna_status tuna_restore_detect(const tuna_config *c, tuna_tensor_lookup_fn find
                                 tuna_restore_detection *out, tuna_error *err);
 void tuna_restore_detection_free(tuna_restore_detection *d);
 
+/* Every unit's verdict, score, margin and evidence as a JSON array (cJSON
+ * object, caller deletes), and the whole detection written atomically to path. */
+struct cJSON *tuna_restore_units_json(const tuna_restore_detection *d);
+tuna_status tuna_restore_detection_save(const char *path, const tuna_restore_detection *d, tuna_error *err);
+/* root printed and written atomically to path, then deleted. */
+tuna_status tuna_restore_json_save(const char *path, struct cJSON *root, tuna_error *err);
+
 /* The spectral excess of a [rows, cols] f32 matrix (power iteration on W^T W). */
 double tuna_spectral_excess(const float *w, int64_t rows, int64_t cols);
 

@@ -2,8 +2,10 @@
 #include "train/restore.h"
 #include "core/tensor.h"
 #include "model/config_json.h"
+#include "core/mapped_file.h"
 #include "ops/cpu/quant.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,4 +193,45 @@ tuna_status tuna_restore_detect(const tuna_config *c, tuna_tensor_lookup_fn find
 void tuna_restore_detection_free(tuna_restore_detection *d) {
     free(d->units);
     memset(d, 0, sizeof *d);
+}
+
+cJSON *tuna_restore_units_json(const tuna_restore_detection *d) {
+    cJSON *units = cJSON_CreateArray();
+    for (int i = 0; units && i < d->count; i++) {
+        const tuna_restore_unit *u = &d->units[i];
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "prefix", u->prefix);
+        cJSON_AddBoolToObject(j, "damaged", u->damaged);
+        cJSON_AddNumberToObject(j, "score", u->score);
+        cJSON_AddNumberToObject(j, "margin", u->margin);
+        cJSON_AddNumberToObject(j, "matrices", u->matrices);
+        cJSON_AddNumberToObject(j, "fresh_matrices", u->fresh_matrices);
+        cJSON_AddNumberToObject(j, "min_excess", u->min_excess);
+        cJSON_AddNumberToObject(j, "max_excess", u->max_excess);
+        cJSON_AddNumberToObject(j, "vectors", u->vectors);
+        cJSON_AddNumberToObject(j, "constant_vectors", u->constant_vectors);
+        cJSON_AddItemToArray(units, j);
+    }
+    return units;
+}
+
+static tuna_status write_text(FILE *out, void *ctx, tuna_error *err) {
+    if (fputs(ctx, out) < 0 || fputc('\n', out) == EOF) return tuna_fail(err, TUNA_ERR_IO, "write failed");
+    return TUNA_OK;
+}
+
+tuna_status tuna_restore_json_save(const char *path, cJSON *root, tuna_error *err) {
+    char *text = root ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (!text) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
+    tuna_status s = tuna_write_file_atomic(path, write_text, text, err);
+    free(text);
+    return s;
+}
+
+tuna_status tuna_restore_detection_save(const char *path, const tuna_restore_detection *d, tuna_error *err) {
+    cJSON *root = cJSON_CreateObject();
+    if (root) cJSON_AddNumberToObject(root, "threshold", d->threshold);
+    if (root) cJSON_AddItemToObject(root, "units", tuna_restore_units_json(d));
+    return tuna_restore_json_save(path, root, err);
 }

@@ -120,27 +120,10 @@ static double cpu_seconds(void) {
     return (double)ru.ru_utime.tv_sec + 1e-6 * ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec + 1e-6 * ru.ru_stime.tv_usec;
 }
 
-static tuna_status write_text(FILE *out, void *ctx, tuna_error *err) {
-    const char *text = ctx;
-    if (fputs(text, out) < 0 || fputc('\n', out) == EOF) return tuna_fail(err, TUNA_ERR_IO, "write failed");
-    return TUNA_OK;
-}
-
 static tuna_status write_report(const char *path, const tuna_restore_options *o, const tuna_restore_detection *d,
                                 const tuna_restore_result *r, tuna_error *err) {
-    cJSON *root = cJSON_CreateObject(), *units = cJSON_AddArrayToObject(root, "units");
-    for (int i = 0; d && i < d->count; i++) {
-        const tuna_restore_unit *u = &d->units[i];
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "prefix", u->prefix);
-        cJSON_AddBoolToObject(j, "damaged", u->damaged);
-        cJSON_AddNumberToObject(j, "score", u->score);
-        cJSON_AddNumberToObject(j, "margin", u->margin);
-        cJSON_AddNumberToObject(j, "matrices", u->matrices);
-        cJSON_AddNumberToObject(j, "fresh_matrices", u->fresh_matrices);
-        cJSON_AddNumberToObject(j, "constant_vectors", u->constant_vectors);
-        cJSON_AddItemToArray(units, j);
-    }
+    cJSON *root = cJSON_CreateObject();
+    if (d) cJSON_AddItemToObject(root, "units", tuna_restore_units_json(d));
     cJSON *restored = cJSON_AddArrayToObject(root, "restored");
     for (int i = 0; i < r->unit_count; i++) cJSON_AddItemToArray(restored, cJSON_CreateString(r->units[i]));
     cJSON_AddStringToObject(root, "found_by", o->layer_count ? "--layers" : "detection");
@@ -159,12 +142,7 @@ static tuna_status write_report(const char *path, const tuna_restore_options *o,
     cJSON_AddNumberToObject(root, "probe_loss_damaged", r->loss_damaged);
     cJSON_AddNumberToObject(root, "probe_loss_start", r->loss_start);
     cJSON_AddNumberToObject(root, "probe_loss_restored", r->loss_restored);
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text) return tuna_fail(err, TUNA_ERR_NOMEM, "out of memory");
-    tuna_status s = tuna_write_file_atomic(path, write_text, text, err);
-    free(text);
-    return s;
+    return tuna_restore_json_save(path, root, err);
 }
 
 /* OUT = the last checkpoint's weights + config.json + the tokenizer: a complete model. */
