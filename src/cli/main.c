@@ -8,7 +8,7 @@ static const cli_command commands[] = {
     {"version", cli_cmd_version, "print the version and the CPU kernels in use"},
     {"forward", cli_cmd_forward, "one forward pass with explicit inputs (the SPEC section 9 contract)"},
     {"demo", cli_cmd_demo, "generations and answers of the bundled model, in a few seconds"},
-    {"understand", cli_cmd_understand, "answer about images, or chat (-i for an interactive chat)"},
+    {"understand", cli_cmd_understand, "answer about images, or chat (--interactive: a chat with /help, /image, /reset)"},
     {"generate", cli_cmd_generate, "text to image"},
     {"edit", cli_cmd_edit, "edit an image by an instruction"},
     {"reconstruct", cli_cmd_reconstruct, "the reference's reconstruction mode, with PSNR and SSIM"},
