@@ -3,8 +3,9 @@
  * The library is organised as src/core (tensors, memory, threads, errors),
  * src/ops (kernels), src/io (files), src/text (tokenizer), src/model (the
  * Tuna-2 graph), src/infer (input preparation, understanding, generation),
- * src/train and src/eval. This header holds what a program embedding the
- * engine needs; module headers under src/ hold the rest. */
+ * src/train, src/eval and src/serve (the HTTP server). This header holds what
+ * a program embedding the engine needs; module headers under src/ hold the
+ * rest. */
 #ifndef TUNA_H
 #define TUNA_H
 
