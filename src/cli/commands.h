@@ -28,5 +28,6 @@ int cli_cmd_eval(int argc, char **argv);
 int cli_cmd_quantize(int argc, char **argv);
 int cli_cmd_bench(int argc, char **argv);
 int cli_cmd_serve(int argc, char **argv);
+int cli_cmd_restore(int argc, char **argv);
 
 #endif

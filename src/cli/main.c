@@ -16,6 +16,7 @@ static const cli_command commands[] = {
     {"inspect", cli_cmd_inspect, "list a checkpoint's tensors, parameter counts and configuration"},
     {"tokenize", cli_cmd_tokenize, "text <-> token ids, JSON lines on stdin and stdout"},
     {"train", cli_cmd_train, "train / fine-tune on JSONL streams (resumable checkpoints, metrics.jsonl)"},
+    {"restore", cli_cmd_restore, "find the re-initialised layers of a foundation checkpoint and re-learn them"},
     {"plot", cli_cmd_plot, "draw the loss curves of a metrics.jsonl into a PNG"},
     {"bench", cli_cmd_bench, "prefill / decode tokens/s and seconds per generation step of a model (as llama-bench)"},
     {"quantize", cli_cmd_quantize, "write a model as one GGUF file in a quantised type (q8_0, q4_k, q6_k, ...)"},
