@@ -589,12 +589,27 @@ TEST(load_waves_keep_memory) {
 #endif
 }
 
+/* Poll /metrics (with the key) until its text holds both lines; 0 after 5 s. */
+static int wait_metrics(const char *hdr, const char *line1, const char *line2) {
+    for (int i = 0; i < 250; i++) {
+        http_response m;
+        int ok = http_request_full(F.port, "GET", "/metrics", hdr, NULL, NULL, 0, &m) == 0 && strstr(m.body, line1) &&
+                 strstr(m.body, line2);
+        http_response_free(&m);
+        if (ok) return 1;
+        usleep(20000);
+    }
+    return 0;
+}
+
 /* Bounded queue: one slot, one waiting request; the third gets 429 with Retry-After. */
 TEST(queue_and_key) {
     serve_fixture_stop(&F);
     tuna_server_options o;
     tuna_server_default_options(&o);
     o.api_key = "sekret";
+    o.log = getenv("SERVE_TEST_LOG") != NULL;
+    o.context = 8192; /* room for a first request long enough to keep the second one waiting */
     REQUIRE(serve_fixture_start(&F, 1, 1, &o) == 0, "restart");
     http_response r;
     const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":2}";
@@ -616,24 +631,18 @@ TEST(queue_and_key) {
     http_response_free(&r);
 
     const char *hdr = "Authorization: Bearer sekret\r\n";
-    const char *longb = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":3000,\"ignore_eos\":true,"
+    const char *longb = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":8000,\"ignore_eos\":true,"
                         "\"stream\":true}";
     int a = http_connect(F.port), b = http_connect(F.port);
     REQUIRE(a >= 0 && b >= 0, "connect");
     http_send(a, "POST", "/v1/chat/completions", hdr, "application/json", longb, strlen(longb));
     char buf[256];
-    REQUIRE(recv(a, buf, sizeof buf, 0) > 0, "first running");
+    REQUIRE(recv(a, buf, sizeof buf, 0) > 0, "first answered");
+    /* a's first bytes (the role chunk) may come before the engine takes it from the queue */
+    CHECK(wait_metrics(hdr, "\ntuna_queue_length 0\n", "\ntuna_requests_running 1\n"), "the first request runs");
     http_send(b, "POST", "/v1/chat/completions", hdr, "application/json", longb, strlen(longb));
-    /* wait until b is queued behind a */
-    int queued = 0;
-    for (int i = 0; i < 250 && !queued; i++) {
-        http_response m;
-        if (http_request_full(F.port, "GET", "/metrics", hdr, NULL, NULL, 0, &m) == 0)
-            queued = strstr(m.body, "\ntuna_queue_length 1\n") != NULL;
-        http_response_free(&m);
-        if (!queued) usleep(20000);
-    }
-    CHECK(queued, "the second request waits in the queue");
+    CHECK(wait_metrics(hdr, "\ntuna_queue_length 1\n", "\ntuna_requests_running 1\n"),
+          "the second request waits in the queue");
     REQUIRE(http_request_full(F.port, "POST", "/v1/chat/completions", hdr, "application/json", body, strlen(body), &r) ==
                 0,
             "third");

@@ -616,7 +616,11 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         }
         tuna_serve_unlock(s->engine);
         if (any) continue;
-        if (client_gone(st->connection) || atomic_load(&s->stopping) || tuna_serve_now() > st->deadline) {
+        int gone = client_gone(st->connection), stopping = atomic_load(&s->stopping);
+        if (gone || stopping || tuna_serve_now() > st->deadline) {
+            if (s->o.log)
+                fprintf(stderr, "tuna serve: stream %s ends: %s\n", st->id,
+                        gone ? "the client went away" : stopping ? "the server stops" : "request timeout");
             atomic_store(&st->job->cancelled, 1);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
@@ -1036,8 +1040,7 @@ int tuna_server_port(const tuna_server *s) { return s->port; }
 void tuna_server_stop(tuna_server *s) {
     if (!s) return;
     atomic_store(&s->stopping, 1);
-    MHD_stop_daemon(s->daemon);
-    close(s->listen_fd);
+    MHD_stop_daemon(s->daemon); /* closes the listening socket it was given */
     free(s->host);
     free(s->api_key);
     free(s->model_name);
