@@ -101,13 +101,6 @@ static int split_layers(char *list, const char **out, int cap) {
     return n;
 }
 
-static int parse_seed(const char *text, unsigned long long *seed) {
-    char *end;
-    errno = 0;
-    *seed = strtoull(text, &end, 10);
-    return errno == 0 && end != text && !*end && text[0] != '-';
-}
-
 static int cmd_damage(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *layers[TUNA_RESTORE_MAX_UNITS];
     char *layer_arg = NULL;
@@ -123,8 +116,8 @@ static int cmd_damage(int argc, char **argv) {
         else if (!strcmp(a, "--layers")) layer_arg = argv[i + 1];
         else if (!strcmp(a, "--rule") && !tuna_init_rule_from_name(v, &rule))
             return fprintf(stderr, "tuna restore damage: unknown rule '%s'\n", v), 2;
-        else if (!strcmp(a, "--seed") && !parse_seed(v, &seed))
-            return fprintf(stderr, "tuna restore damage: --seed takes a non-negative integer, not '%s'\n", v), 2;
+        else if (!strcmp(a, "--seed") && cli_seed("restore damage", a, v, &seed))
+            return 2;
         else if (strcmp(a, "--rule") && strcmp(a, "--seed"))
             return fprintf(stderr, "tuna restore damage: unexpected argument '%s'\n", a), 2;
         i++;
@@ -185,13 +178,6 @@ done:
 
 /* ---- restore ----------------------------------------------------------------- */
 
-static int parse_minutes(const char *text, double *out) {
-    char *end;
-    errno = 0;
-    *out = strtod(text, &end);
-    return errno == 0 && end != text && !*end && *out > 0 && *out < 1e7;
-}
-
 static int cmd_run(int argc, char **argv) {
     tuna_restore_options o;
     tuna_restore_options_default(&o);
@@ -206,10 +192,9 @@ static int cmd_run(int argc, char **argv) {
         int has_value = i + 1 < argc;
         if ((!strcmp(a, "--layers")) && has_value) layer_arg = argv[++i];
         else if ((!strcmp(a, "--max_minutes") || !strcmp(a, "--max-minutes")) && has_value) {
-            if (!parse_minutes(argv[++i], &o.max_minutes)) {
-                fprintf(stderr, "tuna restore: --max_minutes takes a positive number, not '%s'\n", argv[i]);
-                return free(rest), 2;
-            }
+            float minutes;
+            if (cli_float("restore", a, argv[++i], 1e-3, 1e7, &minutes)) return free(rest), 2;
+            o.max_minutes = minutes;
         } else if (!strcmp(a, "--no-neutralize") || !strcmp(a, "--no_neutralize")) o.neutralize = 0;
         else if ((!strcmp(a, "--probe_samples") || !strcmp(a, "--probe-samples")) && has_value) {
             if (cli_int("restore", a, argv[++i], 1, 4096, &o.probe_samples)) return free(rest), 2;
