@@ -6,7 +6,6 @@
 
 #include <string.h>
 
-
 tuna_status tuna_graph_alloc(tuna_graph *g, float **out, int64_t n, int zeroed, tuna_error *err) {
     return tuna_workspace_floats(g->ws, n, zeroed, out, err);
 }

@@ -135,7 +135,6 @@ static tuna_status patch_embeddings(tuna_graph *g, const tuna_graph_request *rs,
     return TUNA_OK;
 }
 
-
 /* Reconstruction: rows [clean_offset, clean_offset + N) hold the clean
  * image's patch embeddings (inference only: a recording graph refuses it). */
 static tuna_status embed_clean_image(tuna_graph *g, const tuna_graph_request *rs, float *x, tuna_error *err) {
