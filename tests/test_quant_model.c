@@ -51,7 +51,7 @@ static double kld_row(const float *a, const float *b, int V, int *same) {
  * quantised model against the reference. And the quantised model against
  * itself: row L-2 computed as a one-token decode step on a KV cache (decode
  * rows take the integer GEMV over 8-bit x) against the same row of the
- * whole-sequence forward (prefill rows take the dequantised-f32 GEMM). */
+ * whole-sequence forward, forced onto the dequantised-f32 GEMM (TUNA_QMM). */
 static void compare(const tuna_model *ref, const tuna_model *q, const tuna_tokenizer *tok, double *kld, double *top1,
                     double *decode_kld) {
     static const char *qa[][2] = {{"What colour is the square?", "red"},   {"How many circles are there?", "3"},
@@ -76,11 +76,13 @@ static void compare(const tuna_model *ref, const tuna_model *q, const tuna_token
         float *a = malloc(sizeof(float) * (size_t)L * V), *b = malloc(sizeof(float) * (size_t)L * V);
         const tuna_model *models[2] = {ref, q};
         float *outs[2] = {a, b};
+        setenv("TUNA_QMM", "sgemm", 1); /* the whole sequence through the dequantised-f32 GEMM */
         for (int m = 0; m < 2; m++) {
             tuna_forward_request rq = {.sequence = &seq, .row_begin = 0, .row_end = L, .logits_mode = TUNA_LOGITS_ALL,
                                        .logits = outs[m]};
             CHECK(tuna_model_forward(models[m], &rq, 1, &be, NULL, &err) == TUNA_OK, "%s", err.message);
         }
+        unsetenv("TUNA_QMM");
         for (int r = 20; r + 1 < L; r++) { /* after the shared system prompt */
             int same;
             sum += kld_row(a + (size_t)r * V, b + (size_t)r * V, V, &same);

@@ -45,9 +45,9 @@ extern "C" {
  *               M >= 64:     blocks of W widened to f32 for OpenBLAS.
  *               Arithmetic is f32 throughout (no AVX-512-BF16 dot products).
  *   Q8_0/Q4_0/Q5_0/Q4_K/Q6_K (K a multiple of the block; matmul_quant.c):
- *               M <= 8:      x quantised to 8 bits per 32, integer dot products
+ *               M <= 32:     x quantised to 8 bits per 32, integer dot products
  *                            (AVX2; scalar without it);
- *               M >  8:      blocks of W dequantised to f32 for OpenBLAS.
+ *               M >  32:     blocks of W dequantised to f32 for OpenBLAS.
  * Parallel over N. bias may be NULL. y must not alias x.
  * Fails (TUNA_ERR_INVALID / UNSUPPORTED) on a non-2D weight, K mismatch, or
  * unsupported dtype. */

@@ -94,8 +94,10 @@ tuna_qgemv_fn tuna_qgemv_kernel(void);
  *                   (exact products of the dequantised weights; prefill). */
 typedef enum { TUNA_QMM_AUTO = 0, TUNA_QMM_INT, TUNA_QMM_SGEMM } tuna_qmm_path;
 
-/* Rows of x up to which AUTO takes the integer path. */
-#define TUNA_QMM_INT_MAX_M 8
+/* Rows of x up to which AUTO takes the integer path (bench_quant, 2 threads,
+ * 4096x4096: the integer dots win at M = 16 (Q8_0 44 vs 22 GFLOP/s, Q4_K 69 vs
+ * 29), tie at M = 64, lose at M = 512 (43 vs 88, 61 vs 90)). */
+#define TUNA_QMM_INT_MAX_M 32
 
 typedef struct {
     float *y;
