@@ -12,7 +12,9 @@
 # tools/llama_bench_model.py from our own bf16 GGUF of it (`tuna quantize --type bf16`), so both
 # engines run the same bf16 weights; llama-quantize makes Q8_0 and Q4_K_M from it, our
 # `tuna quantize` makes q8_0 and q4_k from the checkpoint. Then, alternating engines per type:
-#   llama-bench -p 512 -n 64 -t THREADS  (pp512, tg64)   and   tuna bench --threads THREADS --gen-steps 0
+#   llama-bench -p 512 -n 64 -t THREADS  (pp512, tg64 from an empty context), llama-bench -p 0 -n 64
+#   -d 512 (tg64 after 512 tokens of context: what `tuna bench` measures), and
+#   tuna bench --threads THREADS --gen-steps 0
 # Every step is skipped when its output exists. Needs cmake, a C++ compiler and the gguf venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +51,7 @@ for pair in "bf16 bf16 $MODEL" "q8_0 q8_0 $W/models/tuna-q8_0" "q4_k_m q4_k $W/m
     set -- $pair
     echo "== llama.cpp $1"
     "$BIN/llama-bench" -m "$W/models/qwen05-$1.gguf" -t "$T" -p 512 -n 64 -r 3 2>/dev/null | grep -E "pp512|tg64"
+    "$BIN/llama-bench" -m "$W/models/qwen05-$1.gguf" -t "$T" -p 0 -n 64 -d 512 -r 3 2>/dev/null | grep -E "tg64"
     echo "== tuna $2"
     "$TUNA" bench -m "$3" --threads "$T" --reps 3 --gen-steps 0 --json "$W/tuna-$2.json" | sed -n 2p
 done
