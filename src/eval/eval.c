@@ -1,6 +1,7 @@
 /* `tuna eval` runner: each task through the engine (understand, generate, edit,
  * reconstruct), judged, aggregated into a report. See eval.h, docs/eval.md. */
 #include "eval/eval.h"
+#include "core/clock.h"
 #include "core/rng.h"
 #include "eval/eval_stats.h"
 #include "infer/generate.h"
@@ -23,12 +24,6 @@ void tuna_eval_options_default(tuna_eval_options *o) {
     o->cfg_edit = 2.0f;
     o->samples = 1;
     o->max_tokens = 32;
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* ---- report bookkeeping ------------------------------------------------------ */
@@ -399,7 +394,7 @@ tuna_status tuna_eval_run(const tuna_model *model, const tuna_tokenizer *tokeniz
                          (int)tuna_tokenizer_vocab_size(tokenizer), model->config.vocab_size);
     if (o->samples < 1 || o->steps < 1 || o->max_tokens < 1)
         return tuna_fail(err, TUNA_ERR_INVALID, "eval: samples, steps and max_tokens must be >= 1");
-    double start = now_seconds();
+    double start = tuna_now_seconds();
     report->task_count = tasks->count;
     report->ground_truth = o->ground_truth;
     report->judge_test_accuracy = judges->has_fashion ? judges->fashion.test_accuracy : -1;
@@ -440,7 +435,7 @@ tuna_status tuna_eval_run(const tuna_model *model, const tuna_tokenizer *tokeniz
     }
     free(st.generated.data);
     free(st.real.data);
-    report->seconds = now_seconds() - start;
+    report->seconds = tuna_now_seconds() - start;
     if (s != TUNA_OK) tuna_eval_report_free(report);
     return s;
 }

@@ -1,4 +1,5 @@
 #include "infer/generate.h"
+#include "core/clock.h"
 #include "infer/sampler.h"
 #include "model/forward.h"
 
@@ -18,12 +19,6 @@ typedef struct {
     float *head_out;        /* [N+1, p*p*C] */
     float *x_pred;          /* [C, H, W] */
 } branch;
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static tuna_status branch_init(branch *b, const tuna_model *m, const int32_t *ids, int length,
                                const tuna_generate_params *p, const float *z, tuna_error *err) {
@@ -115,7 +110,7 @@ static tuna_status sample(const tuna_model *m, const tuna_generate_params *p, br
     }
     float t_eps = (float)m->config.t_eps;
     for (int i = p->first_step; s == TUNA_OK && i < p->steps; i++) {
-        double start = now_seconds();
+        double start = tuna_now_seconds();
         s = predict(m, branches, count, grid[i], C, p->height, p->width, &be, &ws, err);
         if (s != TUNA_OK) break;
         float *x = branches[0].x_pred;
@@ -135,7 +130,7 @@ static tuna_status sample(const tuna_model *m, const tuna_generate_params *p, br
         } else {
             tuna_euler_step(z, x, n, grid[i], grid[i + 1], t_eps);
         }
-        if (p->progress) p->progress(p->progress_ctx, i + 1, p->steps, now_seconds() - start);
+        if (p->progress) p->progress(p->progress_ctx, i + 1, p->steps, tuna_now_seconds() - start);
     }
     free(v1);
     free(z2);

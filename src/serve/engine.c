@@ -17,12 +17,6 @@
 
 #define RATE_WINDOW 10 /* seconds of the tokens/s and images/s gauges */
 
-double tuna_serve_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 typedef enum { PH_FORCE, PH_SCHEMA, PH_NAME, PH_ARGS, PH_FREE, PH_END } phase_kind;
 
 typedef struct {
@@ -172,7 +166,9 @@ void tuna_serve_release_image(tuna_serve_engine *e, tuna_serve_image_job *job) {
 /* With the lock held: the engine's own reference goes. */
 static void engine_drop_chat(tuna_serve_chat_job *job, int *free_it) { *free_it = --job->refs == 0; }
 
-tuna_status tuna_serve_submit_chat(tuna_serve_engine *e, tuna_serve_chat_job *job, tuna_serve_error *err) {
+/* Take the lock and admit one more request: 503 while stopping, 429 when the
+ * queue is full. On failure the lock is released. */
+static tuna_status admit_locked(tuna_serve_engine *e, tuna_serve_error *err) {
     pthread_mutex_lock(&e->mu);
     if (e->stopping) {
         pthread_mutex_unlock(&e->mu);
@@ -184,13 +180,19 @@ tuna_status tuna_serve_submit_chat(tuna_serve_engine *e, tuna_serve_chat_job *jo
         return tuna_serve_fail(err, 429, "rate_limit_error", "queue_full", NULL,
                                "the server is busy (%d requests waiting); retry shortly", e->o.queue);
     }
+    return TUNA_OK;
+}
+
+tuna_status tuna_serve_submit_chat(tuna_serve_engine *e, tuna_serve_chat_job *job, tuna_serve_error *err) {
+    tuna_status admitted = admit_locked(e, err);
+    if (admitted != TUNA_OK) return admitted;
     if (job->n > e->o.slots) {
         pthread_mutex_unlock(&e->mu);
         return tuna_serve_fail(err, 400, "invalid_request_error", NULL, "n", "n is above the server's %d slots",
                                e->o.slots);
     }
     job->refs++;
-    job->submitted = tuna_serve_now();
+    job->submitted = tuna_now_seconds();
     job->next = NULL;
     if (e->chat_tail) e->chat_tail->next = job;
     else e->chat_head = job;
@@ -203,19 +205,10 @@ tuna_status tuna_serve_submit_chat(tuna_serve_engine *e, tuna_serve_chat_job *jo
 }
 
 tuna_status tuna_serve_submit_image(tuna_serve_engine *e, tuna_serve_image_job *job, tuna_serve_error *err) {
-    pthread_mutex_lock(&e->mu);
-    if (e->stopping) {
-        pthread_mutex_unlock(&e->mu);
-        return tuna_serve_fail(err, 503, "server_error", NULL, NULL, "the server is shutting down");
-    }
-    if (e->queued >= e->o.queue) {
-        e->rejected++;
-        pthread_mutex_unlock(&e->mu);
-        return tuna_serve_fail(err, 429, "rate_limit_error", "queue_full", NULL,
-                               "the server is busy (%d requests waiting); retry shortly", e->o.queue);
-    }
+    tuna_status admitted = admit_locked(e, err);
+    if (admitted != TUNA_OK) return admitted;
     job->refs++;
-    job->submitted = tuna_serve_now();
+    job->submitted = tuna_now_seconds();
     job->next = NULL;
     if (e->image_tail) e->image_tail->next = job;
     else e->image_head = job;
@@ -230,7 +223,7 @@ tuna_status tuna_serve_submit_image(tuna_serve_engine *e, tuna_serve_image_job *
 /* ---- rates ------------------------------------------------------------------------- */
 
 static void count_rate(tuna_serve_engine *e, unsigned long long tokens, unsigned long long images) {
-    long now = (long)tuna_serve_now();
+    long now = (long)tuna_now_seconds();
     rate_bucket *b = &e->rates[now % (RATE_WINDOW + 2)];
     if (b->second != now) *b = (rate_bucket){now, 0, 0};
     b->tokens += tokens;
@@ -241,7 +234,7 @@ static void count_rate(tuna_serve_engine *e, unsigned long long tokens, unsigned
 
 void tuna_serve_engine_stats(tuna_serve_engine *e, tuna_serve_stats *s) {
     pthread_mutex_lock(&e->mu);
-    long now = (long)tuna_serve_now();
+    long now = (long)tuna_now_seconds();
     unsigned long long tokens = 0, images = 0;
     for (int i = 0; i < RATE_WINDOW + 2; i++) {
         const rate_bucket *b = &e->rates[i];
@@ -380,7 +373,7 @@ static int take_token(tuna_serve_engine *e, slot *s, int32_t id, int check_stops
     int stop = 0;
     pthread_mutex_lock(&e->mu);
     count_rate(e, 1, 0);
-    if (s->generated == 1 && s->choice == 0) s->job->first_token = tuna_serve_now();
+    if (s->generated == 1 && s->choice == 0) s->job->first_token = tuna_now_seconds();
     if (tuna_token_streamer_put(&s->streamer, id, &piece, &len, &err) == TUNA_OK) stop = append_text(s, piece, len, check_stops);
     s->job->out[s->choice].tokens = s->generated;
     pthread_cond_broadcast(&s->job->cv);

@@ -22,6 +22,7 @@
 #ifndef TUNA_SERVE_ENGINE_H
 #define TUNA_SERVE_ENGINE_H
 
+#include "core/clock.h"
 #include "core/threads.h"
 #include "infer/json_constrain.h"
 #include "infer/sampler.h"
@@ -140,6 +141,5 @@ typedef struct {
 void tuna_serve_engine_stats(tuna_serve_engine *e, tuna_serve_stats *out);
 void tuna_serve_count_error(tuna_serve_engine *e);
 
-double tuna_serve_now(void);
 
 #endif

@@ -154,7 +154,7 @@ typedef struct {
 static void log_line(const tuna_server *s, const char *method, const char *url, int answered, double t0) {
     if (!s->o.log) return;
     fprintf(stderr, "tuna serve: %s %s %s %.3fs\n", method, url, answered ? "answered" : "closed",
-            tuna_serve_now() - t0);
+            tuna_now_seconds() - t0);
 }
 
 static mhd_result send_text(struct MHD_Connection *c, int status, const char *type, char *text, size_t len,
@@ -474,13 +474,13 @@ static mhd_result chat_response(tuna_server *s, struct MHD_Connection *c, tuna_s
 
 /* Wait for a job with the connection's thread, watching the client. 0 done, 1 client gone, 2 timed out, 3 stopping. */
 static int wait_chat(tuna_server *s, struct MHD_Connection *c, tuna_serve_chat_job *job) {
-    double deadline = tuna_serve_now() + s->o.request_timeout_s;
+    double deadline = tuna_now_seconds() + s->o.request_timeout_s;
     tuna_serve_lock(s->engine);
     while (job->finished < job->n) {
         tuna_serve_wait_chat(s->engine, job, POLL_MS);
         if (job->finished >= job->n) break;
         tuna_serve_unlock(s->engine);
-        int why = client_gone(c) ? 1 : tuna_serve_now() > deadline ? 2 : atomic_load(&s->stopping) ? 3 : 0;
+        int why = client_gone(c) ? 1 : tuna_now_seconds() > deadline ? 2 : atomic_load(&s->stopping) ? 3 : 0;
         tuna_serve_lock(s->engine);
         if (why) {
             tuna_serve_unlock(s->engine);
@@ -617,7 +617,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         tuna_serve_unlock(s->engine);
         if (any) continue;
         int gone = client_gone(st->connection), stopping = atomic_load(&s->stopping);
-        if (gone || stopping || tuna_serve_now() > st->deadline) {
+        if (gone || stopping || tuna_now_seconds() > st->deadline) {
             if (s->o.log)
                 fprintf(stderr, "tuna serve: stream %s ends: %s\n", st->id,
                         gone ? "the client went away" : stopping ? "the server stops" : "request timeout");
@@ -678,7 +678,7 @@ static mhd_result handle_chat(tuna_server *s, struct MHD_Connection *c, conn_ctx
     cs->with_tools = with_tools;
     cs->include_usage = include_usage;
     cs->prompt_tokens = job->length;
-    cs->deadline = tuna_serve_now() + s->o.request_timeout_s;
+    cs->deadline = tuna_now_seconds() + s->o.request_timeout_s;
     struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, cs, stream_free);
     if (!r) {
         stream_free(cs);
@@ -819,14 +819,14 @@ static mhd_result handle_images(tuna_server *s, struct MHD_Connection *c, conn_c
         tuna_serve_image_request_free(&req);
         return send_error(s, c, &e);
     }
-    double deadline = tuna_serve_now() + s->o.request_timeout_s;
+    double deadline = tuna_now_seconds() + s->o.request_timeout_s;
     int why = 0;
     tuna_serve_lock(s->engine);
     while (!job->finished && !why) {
         tuna_serve_wait_image(s->engine, job, POLL_MS);
         if (job->finished) break;
         tuna_serve_unlock(s->engine);
-        why = client_gone(c) ? 1 : tuna_serve_now() > deadline ? 2 : atomic_load(&s->stopping) ? 3 : 0;
+        why = client_gone(c) ? 1 : tuna_now_seconds() > deadline ? 2 : atomic_load(&s->stopping) ? 3 : 0;
         tuna_serve_lock(s->engine);
     }
     tuna_serve_unlock(s->engine);
@@ -909,7 +909,7 @@ static mhd_result handler(void *cls, struct MHD_Connection *c, const char *url, 
         ctx->body[ctx->len] = '\0';
         return MHD_YES;
     }
-    double t0 = tuna_serve_now();
+    double t0 = tuna_now_seconds();
     mhd_result r;
     if (ctx->too_large) {
         r = fail(s, c, 413, "invalid_request_error", "payload_too_large", "the body is larger than the limit of %zu bytes",

@@ -1,6 +1,7 @@
 /* `tuna restore`: detect (or take) the damaged units, make them harmless,
  * train only them, write a complete model and a report (restore.h). */
 #include "train/restore.h"
+#include "core/clock.h"
 #include "core/mapped_file.h"
 #include "core/tensor.h"
 #include "io/checkpoint.h"
@@ -35,12 +36,6 @@ void tuna_restore_options_default(tuna_restore_options *o) {
 /* lr 1e-3 at width 192 (the bundled model's own peak), scaled by 1/sqrt(width)
  * like the usual muP-style width rule: 2.3e-4 at Qwen2.5-7B's 3584. */
 static double default_learning_rate(const tuna_config *c) { return 1e-3 * sqrt(192.0 / (double)c->hidden_size); }
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static const tuna_tensor *find_in_checkpoint(void *ctx, const char *name) { return tuna_checkpoint_find(ctx, name); }
 
@@ -187,7 +182,7 @@ static tuna_status pick_units(tuna_restore_options *o, tuna_checkpoint *ck, cons
 tuna_status tuna_restore_run(tuna_restore_options *o, const tuna_tokenizer *tok, const char *tokenizer_path,
                              tuna_restore_result *r, tuna_error *err) {
     memset(r, 0, sizeof *r);
-    double t0 = now_seconds();
+    double t0 = tuna_now_seconds();
     const char *out = o->train.trainer.output_dir;
     if (!o->train.model || !out) return tuna_fail(err, TUNA_ERR_INVALID, "restore needs -m MODEL and -o OUT");
     if (mkdir(out, 0755) != 0 && errno != EEXIST) return tuna_fail(err, TUNA_ERR_IO, "cannot create %s", out);
@@ -256,7 +251,7 @@ tuna_status tuna_restore_run(tuna_restore_options *o, const tuna_tokenizer *tok,
         if (s == TUNA_OK) s = write_model(o, run_dir, tokenizer_path, &config, err);
         r->tokens = tr.tokens;
     }
-    r->seconds = now_seconds() - t0;
+    r->seconds = tuna_now_seconds() - t0;
     r->cpu_seconds = cpu_seconds();
     r->peak_rss_mib = peak_rss_mib();
     if (s == TUNA_OK) {

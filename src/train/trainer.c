@@ -1,5 +1,6 @@
 /* The training loop: see trainer.h. */
 #include "train/trainer.h"
+#include "core/clock.h"
 
 #include "core/mapped_file.h"
 #include "train/checkpoint.h"
@@ -24,12 +25,6 @@ void tuna_trainer_config_default(tuna_trainer_config *c) {
     c->output_dir = "outputs/train";
     c->log_every = 1;
     c->resume = 1;
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static tuna_status make_dirs(const char *path, tuna_error *err) {
@@ -136,10 +131,10 @@ tuna_status tuna_trainer_run(const tuna_trainer_config *config, tuna_param_table
         return st;
     }
     tuna_data_state data_state = state.data;
-    double t0 = now_seconds();
+    double t0 = tuna_now_seconds();
     int64_t done_here = 0;
     for (int64_t step = start; step < config->max_steps; step++) {
-        double step_t0 = now_seconds();
+        double step_t0 = tuna_now_seconds();
         tuna_param_table_zero_grad(params);
         step_stats ss = {0};
         for (int a = 0; a < config->grad_accum && st == TUNA_OK; a++) {
@@ -182,7 +177,7 @@ tuna_status tuna_trainer_run(const tuna_trainer_config *config, tuna_param_table
             tuna_ema_update(&opt, params);
         }
         int64_t step_done = step + 1;
-        double t1 = now_seconds();
+        double t1 = tuna_now_seconds();
         double tps = ss.tokens / fmax(t1 - step_t0, 1e-9);
         char ce[32] = "null", flow[32] = "null";
         if (ss.ce_seen) snprintf(ce, sizeof ce, "%.9g", ss.ce);

@@ -63,13 +63,21 @@ static int w16_sgemm_columns(const kernel_job *j, int64_t n_begin, int64_t n_end
     for (int64_t n0 = n_begin; n0 < n_end; n0 += nb) {
         int64_t count = n_end - n0 < nb ? n_end - n0 : nb;
         tuna_widen_w16_avx2(block, (const uint16_t *)j->w + n0 * K, count * K, j->kind);
-        if (j->bias)
-            for (int64_t m = 0; m < j->M; m++) memcpy(j->y + m * j->N + n0, j->bias + n0, sizeof(float) * (size_t)count);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->M, (int)count, (int)K, 1.0f, j->x, (int)K, block,
-                    (int)K, j->bias ? 1.0f : 0.0f, j->y + n0, (int)j->N);
+        tuna_sgemm_widened_block(j->y, j->x, block, j->bias, j->M, j->N, n0, count, K);
     }
     free(block);
     return 0;
+}
+
+/* y[:, n0:n0+count] = x block^T (+ bias): block is `count` rows of W widened
+ * to f32 [count, K]; y is [M, N]. The bias goes in first as sgemm's beta = 1
+ * term. Shared by the 16-bit and the block-quantised products. */
+void tuna_sgemm_widened_block(float *y, const float *x, const float *block, const float *bias, int64_t M, int64_t N,
+                              int64_t n0, int64_t count, int64_t K) {
+    if (bias)
+        for (int64_t m = 0; m < M; m++) memcpy(y + m * N + n0, bias + n0, sizeof(float) * (size_t)count);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)count, (int)K, 1.0f, x, (int)K, block, (int)K,
+                bias ? 1.0f : 0.0f, y + n0, (int)N);
 }
 
 static void kernel_range(void *ctx, long begin, long end) {

@@ -36,6 +36,9 @@ void tuna_gemv_f32_avx2(float *y, const float *x, const float *w, const float *b
 
 /* dst[i] = src[i] widened to f32, i < n (AVX2 + F16C). */
 void tuna_widen_w16_avx2(float *dst, const uint16_t *src, int64_t n, int kind);
+/* y[:, n0:n0+count] = x block^T (+ bias[n0:]) by OpenBLAS, block = rows of W widened to f32 [count, K]. */
+void tuna_sgemm_widened_block(float *y, const float *x, const float *block, const float *bias, int64_t M, int64_t N,
+                              int64_t n0, int64_t count, int64_t K);
 
 /* Granularity of the N split for GEMM (the micro-kernel's width, both ISAs). */
 #define TUNA_GEMM_N_ALIGN 32

@@ -2,6 +2,7 @@
  * the integer GEMV path and the dequantise-for-OpenBLAS path, both cut into
  * column blocks that the dispatcher (matmul.c) splits over the pool. */
 #include "ops/cpu/quant.h"
+#include "ops/cpu/matmul_kernels.h"
 #include "core/tensor.h"
 
 #include <cblas.h>
@@ -24,10 +25,7 @@ static int sgemm_columns(const tuna_qmm_job *j, int64_t n_begin, int64_t n_end) 
         int64_t count = n_end - n0 < nb ? n_end - n0 : nb;
         for (int64_t r = 0; r < count; r++)
             tuna_dequantize_row(j->type, (const uint8_t *)j->w + (size_t)(n0 + r) * row_bytes, block + r * K, K);
-        if (j->bias)
-            for (int64_t m = 0; m < j->M; m++) memcpy(j->y + m * j->N + n0, j->bias + n0, sizeof(float) * (size_t)count);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->M, (int)count, (int)K, 1.0f, j->x, (int)K, block,
-                    (int)K, j->bias ? 1.0f : 0.0f, j->y + n0, (int)j->N);
+        tuna_sgemm_widened_block(j->y, j->x, block, j->bias, j->M, j->N, n0, count, K);
     }
     free(block);
     return 0;
